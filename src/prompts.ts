@@ -1,0 +1,91 @@
+import { readdirSync, readFileSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { parse } from "yaml";
+import { packageRoot } from "./paths.js";
+
+export interface Doc<M> {
+  meta: M;
+  body: string;
+}
+
+export function parseFrontMatter<M>(text: string, source: string): Doc<M> {
+  const m = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?([\s\S]*)$/.exec(text);
+  if (!m) throw new Error(`${source}: missing YAML front matter`);
+  return { meta: (parse(m[1]!) ?? {}) as M, body: m[2]!.trim() };
+}
+
+export interface CommandMeta {
+  description: string;
+  arguments?: { name: string; description: string; required?: boolean }[];
+}
+
+export interface Command extends Doc<CommandMeta> {
+  name: string;
+}
+
+const promptsDir = path.join(packageRoot, "prompts");
+
+/** Quick commands from prompts/commands/*.md, exposed as MCP prompts named be-<file>. */
+export function loadCommands(): Command[] {
+  const dir = path.join(promptsDir, "commands");
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".md"))
+    .sort()
+    .map((f) => ({ name: `be-${path.basename(f, ".md")}`, ...parseFrontMatter<CommandMeta>(readFileSync(path.join(dir, f), "utf8"), f) }));
+}
+
+export function render(template: string, args: Record<string, string | undefined>): string {
+  return template.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, key: string) => args[key]?.trim() ?? "");
+}
+
+export const instructions = () => readFileSync(path.join(promptsDir, "instructions.md"), "utf8").trim();
+
+export interface AgentMeta {
+  name: string;
+  description?: string;
+  tools?: string | string[];
+  model?: string;
+}
+
+export interface Agent {
+  name: string;
+  description: string;
+  /** Tool names the agent may call; undefined means all. */
+  tools?: string[];
+  model?: string;
+  systemPrompt: string;
+  source: string;
+}
+
+function toAgent(doc: Doc<AgentMeta>, source: string): Agent {
+  const tools = typeof doc.meta.tools === "string" ? doc.meta.tools.split(",") : doc.meta.tools;
+  const model = doc.meta.model && doc.meta.model !== "inherit" ? doc.meta.model : undefined;
+  return {
+    name: doc.meta.name,
+    description: doc.meta.description ?? "",
+    tools: tools?.map((t) => t.trim()).filter(Boolean),
+    model,
+    systemPrompt: doc.body,
+    source,
+  };
+}
+
+async function agentsIn(dir: string): Promise<Agent[]> {
+  const files = await fs.readdir(dir).catch(() => [] as string[]);
+  const agents: Agent[] = [];
+  for (const f of files.filter((f) => f.endsWith(".md")).sort()) {
+    const file = path.join(dir, f);
+    const doc = parseFrontMatter<AgentMeta>(await fs.readFile(file, "utf8"), file);
+    if (doc.meta.name) agents.push(toAgent(doc, file));
+  }
+  return agents;
+}
+
+/** Built-in agents from prompts/agents/, then the workspace's .claude/agents/ (which may override by name). */
+export async function loadAgents(workspaceRoot: string): Promise<Map<string, Agent>> {
+  const all = [...(await agentsIn(path.join(promptsDir, "agents"))), ...(await agentsIn(path.join(workspaceRoot, ".claude", "agents")))];
+  return new Map(all.map((a) => [a.name, a]));
+}
+
+export const roleText = () => readFileSync(path.join(promptsDir, "agents", "backend-developer.md"), "utf8");

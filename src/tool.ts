@@ -1,0 +1,82 @@
+import { readFileSync } from "node:fs";
+import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import { packageRoot } from "./paths.js";
+import { ToolError, type Workspace } from "./workspace.js";
+
+/** The one size rule: no tool result may be longer than this (Claude Code refuses results over ~25k tokens). */
+export const MAX_RESULT_CHARS = 80_000;
+
+export interface ToolContext {
+  ws: Workspace;
+  signal: AbortSignal;
+  /** Reports liveness to the caller (MCP progress notifications, or the agent's progress). */
+  progress(message: string): void;
+}
+
+export interface ToolOutput {
+  text: string;
+  structured?: Record<string, unknown>;
+  images?: { data: string; mimeType: string }[];
+}
+
+export interface Tool<I extends z.ZodObject = z.ZodObject> {
+  name: string;
+  title: string;
+  description: string;
+  input: I;
+  output?: z.ZodObject;
+  annotations: ToolAnnotations;
+  handle(args: z.infer<I>, ctx: ToolContext): Promise<ToolOutput>;
+}
+
+/** Defines a tool; its model-facing description comes from tools/<name>.md. */
+export function defineTool<I extends z.ZodObject>(def: Omit<Tool<I>, "description">): Tool {
+  const description = readFileSync(`${packageRoot}/tools/${def.name}.md`, "utf8").trim();
+  return { ...def, description } as unknown as Tool;
+}
+
+export interface CallResult {
+  [key: string]: unknown;
+  content: ({ type: "text"; text: string } | { type: "image"; data: string; mimeType: string })[];
+  structuredContent?: Record<string, unknown>;
+  isError?: boolean;
+}
+
+export function errorResult(message: string): CallResult {
+  return { content: [{ type: "text", text: capText(message) }], isError: true };
+}
+
+export function capText(text: string, max = MAX_RESULT_CHARS): string {
+  if (text.length <= max) return text;
+  const marker = `\n\n[… ${text.length - max} characters left out to fit the result limit …]\n\n`;
+  const keep = max - marker.length;
+  return text.slice(0, Math.ceil(keep * 0.7)) + marker + text.slice(text.length - Math.floor(keep * 0.3));
+}
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const where = i.path.length ? `"${i.path.join(".")}"` : "arguments";
+      return `- ${where}: ${i.message}`;
+    })
+    .join("\n");
+}
+
+/** Validates, runs and renders one tool call; every failure becomes a readable isError result. */
+export async function callTool(tool: Tool, rawArgs: unknown, ctx: ToolContext): Promise<CallResult> {
+  const parsed = tool.input.safeParse(rawArgs ?? {});
+  if (!parsed.success) {
+    return errorResult(`Invalid arguments for ${tool.name}:\n${formatIssues(parsed.error)}\nFix the arguments and call ${tool.name} again.`);
+  }
+  try {
+    const out = await tool.handle(parsed.data, ctx);
+    const content: CallResult["content"] = [{ type: "text", text: capText(out.text) }];
+    for (const img of out.images ?? []) content.push({ type: "image", ...img });
+    return out.structured ? { content, structuredContent: out.structured } : { content };
+  } catch (e) {
+    if (e instanceof ToolError) return errorResult(e.message);
+    const code = (e as NodeJS.ErrnoException).code;
+    return errorResult(`${tool.name} failed: ${(e as Error).message ?? String(e)}${code ? ` (${code})` : ""}`);
+  }
+}

@@ -1,0 +1,96 @@
+import fs from "node:fs/promises";
+import { createTwoFilesPatch } from "diff";
+import { distance } from "fastest-levenshtein";
+import { z } from "zod";
+import { defineTool } from "../tool.js";
+import { decodeText, encodeText, errno, looksBinary, matchLineEndings, ToolError, usesCRLF } from "../workspace.js";
+import { numberLine, splitLines } from "./read.js";
+
+const CONTEXT_LINES = 3;
+
+function lineOf(text: string, index: number): number {
+  let line = 1;
+  for (let i = text.indexOf("\n"); i !== -1 && i < index; i = text.indexOf("\n", i + 1)) line++;
+  return line;
+}
+
+function occurrences(text: string, needle: string): number[] {
+  const found: number[] = [];
+  for (let i = text.indexOf(needle); i !== -1; i = text.indexOf(needle, i + needle.length)) found.push(i);
+  return found;
+}
+
+/** The file lines most like the first line of old_string, to show where the model's memory went wrong. */
+function nearestLines(lines: string[], oldString: string): string {
+  const probe = oldString.split(/\r?\n/).find((l) => l.trim())?.trim().slice(0, 200);
+  if (!probe) return "";
+  const scored = lines
+    .slice(0, 50_000)
+    .map((line, i) => ({ i, score: distance(probe, line.trim().slice(0, 200)) / Math.max(probe.length, 1) }))
+    .filter((s) => s.score < 0.5)
+    .sort((a, b) => a.score - b.score)
+    .slice(0, 3);
+  if (!scored.length) return "";
+  return `\nThe most similar lines in the file:\n${scored.map((s) => numberLine(s.i + 1, lines[s.i]!)).join("\n")}`;
+}
+
+export default defineTool({
+  name: "Edit",
+  title: "Edit file",
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
+  input: z.object({
+    file_path: z.string().describe("Path of the file, absolute or relative to the workspace root"),
+    old_string: z.string().describe("The exact text to replace"),
+    new_string: z.string().describe("The text to replace it with (must differ from old_string)"),
+    replace_all: z.boolean().default(false).describe("Replace every occurrence of old_string (default false)"),
+  }),
+  output: z.object({
+    file_path: z.string(),
+    replacements: z.number(),
+    snippet: z.string().describe("The edited region with line numbers"),
+    diff: z.string().describe("Unified diff of the change"),
+  }),
+  async handle({ file_path, old_string, new_string, replace_all }, { ws }) {
+    if (old_string === new_string) throw new ToolError("old_string and new_string are identical, so there is nothing to change. Give a different new_string.");
+    if (old_string === "") throw new ToolError("old_string is empty. To create a file use Write; to edit, give the exact text to replace.");
+    const abs = await ws.resolve(file_path, "write");
+    const name = ws.relative(abs);
+    return ws.withLock(abs, async () => {
+      const st = await fs.stat(abs).catch((e) => {
+        if (errno(e) === "ENOENT") throw new ToolError(`File not found: ${name}. Use Write to create a new file.`);
+        throw e;
+      });
+      if (!st.isFile()) throw new ToolError(`${name} is not a regular file.`);
+      ws.assertFresh(abs, st);
+      const buf = await fs.readFile(abs);
+      if (looksBinary(buf)) throw new ToolError(`${name} is a binary file; Edit works on text files.`);
+      const file = decodeText(buf);
+      const crlf = usesCRLF(file.text);
+      const [from, to] = [old_string, new_string].map((s) => (s.includes("\r") ? s : matchLineEndings(s, crlf))) as [string, string];
+
+      const found = occurrences(file.text, from);
+      if (found.length === 0) {
+        throw new ToolError(`old_string was not found in ${name}. It must match the file exactly, including whitespace and indentation; Read the file again if unsure.${nearestLines(splitLines(file.text), old_string)}`);
+      }
+      if (found.length > 1 && !replace_all) {
+        const at = found.slice(0, 20).map((i) => lineOf(file.text, i));
+        throw new ToolError(`old_string occurs ${found.length} times in ${name} (lines ${at.join(", ")}${found.length > at.length ? ", …" : ""}). Add surrounding lines to make it unique, or set replace_all to true.`);
+      }
+      const updated = replace_all ? file.text.split(from).join(to) : file.text.slice(0, found[0]) + to + file.text.slice(found[0]! + from.length);
+      await ws.writeAtomic(abs, encodeText({ ...file, text: updated }));
+
+      const firstLine = lineOf(updated, found[0]!);
+      const lastLine = firstLine + to.split("\n").length - 1;
+      const lines = splitLines(updated);
+      const start = Math.max(1, firstLine - CONTEXT_LINES);
+      const end = Math.min(lines.length, lastLine + CONTEXT_LINES);
+      const snippet = lines.slice(start - 1, end).map((l, i) => numberLine(start + i, l)).join("\n");
+      const diff = createTwoFilesPatch(`a/${name}`, `b/${name}`, file.text.replaceAll("\r\n", "\n"), updated.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
+      const count = replace_all ? found.length : 1;
+      return {
+        text: `Edited ${name}: ${count} replacement${count === 1 ? "" : "s"}. The edited region:\n${snippet}`,
+        structured: { file_path: name, replacements: count, snippet, diff },
+      };
+    });
+  },
+});

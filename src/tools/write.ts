@@ -1,0 +1,43 @@
+import fs from "node:fs/promises";
+import { z } from "zod";
+import { defineTool } from "../tool.js";
+import { decodeText, encodeText, errno, looksBinary, matchLineEndings, ToolError, usesCRLF, type TextFile } from "../workspace.js";
+
+export default defineTool({
+  name: "Write",
+  title: "Write file",
+  annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
+  input: z.object({
+    file_path: z.string().describe("Path of the file, absolute or relative to the workspace root"),
+    content: z.string().describe("The complete new content of the file"),
+  }),
+  output: z.object({
+    file_path: z.string(),
+    action: z.enum(["created", "overwritten"]),
+    bytes: z.number(),
+    lines: z.number(),
+    message: z.string(),
+  }),
+  async handle({ file_path, content }, { ws }) {
+    const abs = await ws.resolve(file_path, "write");
+    const name = ws.relative(abs);
+    return ws.withLock(abs, async () => {
+      const st = await fs.stat(abs).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
+      let file: TextFile = { text: content, encoding: "utf8", bom: false };
+      if (st) {
+        if (st.isDirectory()) throw new ToolError(`${name} is a directory; give a file path.`);
+        ws.assertFresh(abs, st);
+        const old = await fs.readFile(abs);
+        if (!looksBinary(old)) {
+          const prev = decodeText(old);
+          file = { ...prev, text: content.includes("\r") ? content : matchLineEndings(content, usesCRLF(prev.text)) };
+        }
+      }
+      const written = await ws.writeAtomic(abs, encodeText(file));
+      const action = st ? "overwritten" : "created";
+      const lines = content === "" ? 0 : content.split("\n").length - (content.endsWith("\n") ? 1 : 0);
+      const message = `${st ? "Overwrote" : "Created"} ${name} (${lines} lines, ${written.size} bytes).`;
+      return { text: message, structured: { file_path: name, action, bytes: written.size, lines, message } };
+    });
+  },
+});

@@ -1,0 +1,44 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+
+export const CLI = path.resolve(import.meta.dirname, "..", "dist", "cli.js");
+
+/** A fresh real temp folder (realpath'd), removed by the caller's cleanup list. */
+export async function tempDir(prefix = "bdm-"): Promise<string> {
+  return fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), prefix)));
+}
+
+export interface Connection {
+  client: Client;
+  stderr: () => string;
+  pid: number;
+  close: () => Promise<void>;
+  call: (name: string, args: Record<string, unknown>) => Promise<CallToolResult>;
+}
+
+/** Starts the built server over stdio and connects a real MCP client to it. */
+export async function connect(args: string[], options: { env?: Record<string, string>; client?: Client } = {}): Promise<Connection> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, ...args],
+    env: { ...(process.env as Record<string, string>), ...options.env },
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  const client = options.client ?? new Client({ name: "test-client", version: "1.0.0" });
+  await client.connect(transport);
+  return {
+    client,
+    stderr: () => stderr,
+    pid: transport.pid!,
+    close: () => client.close(),
+    call: (name, a) => client.callTool({ name, arguments: a }) as Promise<CallToolResult>,
+  };
+}
+
+export const text = (r: CallToolResult) => r.content.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
