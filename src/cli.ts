@@ -2,7 +2,9 @@
 import { parseArgs } from "node:util";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { pkg } from "./paths.js";
-import { createServer, log } from "./server.js";
+import { createSandbox, type SandboxMode } from "./sandbox.js";
+import { createServer, fileTools, log } from "./server.js";
+import { createRunTool } from "./tools/run.js";
 import { Workspace } from "./workspace.js";
 
 const HELP = `${pkg.name} ${pkg.version}: an MCP server (stdio) exposing a backend-developer agent.
@@ -12,6 +14,14 @@ Usage: ${pkg.name} [--workspace DIR] [options]
 Options:
   -w, --workspace DIR   Folder the tools may read and write (default: the client's
                         first MCP root, else the current folder)
+  --sandbox MODE        OS sandbox for Run: auto (default: on when bubblewrap/socat or
+                        sandbox-exec are available, else off with a warning), os (required:
+                        refuse to start without it), off
+  --allow-network       Let sandboxed commands use the network (default: no network)
+  --allow-domain HOST   Let sandboxed commands reach HOST (repeatable); others stay blocked
+  --allow-env NAME      Pass the server's variable NAME to commands (repeatable); secrets
+                        (*_KEY, *TOKEN*, *SECRET*, *PASSWORD*) are withheld unless named
+  --max-commands N      Commands that may run at once (default 4)
   -h, --help            Show this help
   -v, --version         Show the version
 
@@ -28,6 +38,11 @@ async function main(): Promise<void> {
     ({ values } = parseArgs({
       options: {
         workspace: { type: "string", short: "w" },
+        sandbox: { type: "string", default: "auto" },
+        "allow-network": { type: "boolean", default: false },
+        "allow-domain": { type: "string", multiple: true, default: [] },
+        "allow-env": { type: "string", multiple: true, default: [] },
+        "max-commands": { type: "string", default: "4" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
@@ -39,10 +54,29 @@ async function main(): Promise<void> {
   if (values.help) return void process.stdout.write(`${HELP}\n`);
   if (values.version) return void process.stdout.write(`${pkg.version}\n`);
 
+  const mode = values.sandbox as SandboxMode;
+  if (!["auto", "os", "off"].includes(mode)) fail(`--sandbox must be auto, os or off (got "${mode}")`);
+  const maxConcurrent = Number(values["max-commands"]);
+  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) fail(`--max-commands must be a whole number of at least 1`);
+
   const workspace = values.workspace === undefined ? undefined : await Workspace.open(values.workspace).catch((e: Error) => fail(e.message));
-  const { server } = createServer({ workspace });
+  const network = values["allow-network"] || (values["allow-domain"].length ? values["allow-domain"] : false);
+  const sandbox = await createSandbox({ mode, network }).catch((e: Error) => fail(e.message));
+  const tools = [...fileTools, createRunTool({ sandbox, allowEnv: values["allow-env"], maxConcurrent })];
+  const { server } = createServer({ workspace, tools, notes: sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [] });
+
+  let closing = false;
+  const shutdown = async (code = 0) => {
+    if (closing) return;
+    closing = true;
+    await sandbox.close().catch(() => undefined);
+    process.exit(code);
+  };
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown());
+  server.server.onclose = () => void shutdown();
   await server.connect(new StdioServerTransport());
-  log(undefined, "info", `v${pkg.version} · workspace ${workspace?.root ?? "(client root or current folder)"} · tools Read, Write, Edit, Grep, Glob`);
+  if (sandbox.warning) log(undefined, "warning", sandbox.warning);
+  log(undefined, "info", `v${pkg.version} · workspace ${workspace?.root ?? "(the client's first root, else the current folder)"} · sandbox ${sandbox.active ? "on" : "off"} · tools ${tools.map((t) => t.name).join(", ")}`);
 }
 
 main().catch((e) => fail((e as Error).stack ?? String(e)));
