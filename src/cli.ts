@@ -74,6 +74,7 @@ async function main(): Promise<void> {
   };
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown());
   server.server.onclose = () => void shutdown();
+  process.stdin.on("end", () => void shutdown());
   await server.connect(new StdioServerTransport());
   if (sandbox.warning) log(undefined, "warning", sandbox.warning);
   log(undefined, "info", `v${pkg.version} · workspace ${workspace?.root ?? "(the client's first root, else the current folder)"} · sandbox ${sandbox.active ? "on" : "off"} · tools ${tools.map((t) => t.name).join(", ")}`);

@@ -81,7 +81,7 @@ export class Workspace {
     if (!isInside(this.root, real)) {
       throw new ToolError(`Access denied: ${given} resolves to ${real}, which is outside the workspace ${this.root}. Use a path inside the workspace.`);
     }
-    if (mode === "write" && this.relative(real).split(path.sep)[0] === ".git") {
+    if (mode === "write" && this.relative(real).split(path.sep).includes(".git")) {
       throw new ToolError(`Writing inside .git/ is not allowed (${given}). Use git commands through Run instead.`);
     }
     return real;

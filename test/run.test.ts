@@ -1,0 +1,203 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs/promises";
+import net from "node:net";
+import path from "node:path";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { CLI, connect, tempDir, text, type Connection } from "./helpers.js";
+
+interface RunResult {
+  output: string;
+  exit_code: number | null;
+  signal: string | null;
+  timed_out: boolean;
+  cancelled: boolean;
+  duration_ms: number;
+  omitted_chars: number;
+  sandboxed: boolean;
+}
+
+const structured = (r: CallToolResult) => r.structuredContent as unknown as RunResult;
+const alive = (marker: string) => spawnSync("pgrep", ["-f", marker]).status === 0;
+const peakRss = async (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+const hasBwrap = spawnSync("bash", ["-c", "command -v bwrap && command -v socat"]).status === 0;
+
+async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (check()) return true;
+  return check();
+}
+
+let ws: string;
+let c: Connection;
+
+beforeAll(async () => {
+  ws = await tempDir();
+  c = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "sk-ant-test-secret", GH_TOKEN: "ghp-test", DB_PASSWORD: "hunter2", MY_SETTING: "visible?" } });
+});
+afterAll(async () => {
+  await c.close();
+  await fs.rm(ws, { recursive: true, force: true });
+});
+
+describe("Run", () => {
+  test("returns exit code and combined output in order", async () => {
+    const r = await c.call("Run", { command: "echo one; echo two >&2; echo three; exit 3" });
+    expect(r.isError).toBeFalsy();
+    const s = structured(r);
+    expect(s.output).toBe("one\ntwo\nthree\n");
+    expect(s.exit_code).toBe(3);
+    expect(s.timed_out).toBe(false);
+    expect(text(r)).toContain("Exit code 3.");
+    expect(text(r)).toContain(s.output);
+  });
+
+  test("runs in the workspace root", async () => {
+    await fs.writeFile(path.join(ws, "marker.txt"), "here");
+    const s = structured(await c.call("Run", { command: "pwd; cat marker.txt" }));
+    expect(s.output).toBe(`${ws}\nhere`);
+  });
+
+  test("strips ANSI codes and survives invalid UTF-8", async () => {
+    const s = structured(await c.call("Run", { command: String.raw`printf '\033[1;31mred\033[0m \xff\xfe ok\n'` }));
+    expect(s.output).toBe("red \uFFFD\uFFFD ok\n");
+  });
+
+  test("caps 50 MB of output to head and tail with a marker, and the server's memory stays bounded", async () => {
+    const r = await c.call("Run", { command: "echo FIRST; head -c 50000000 /dev/zero | tr '\\0' 'x' | fold -w 100; echo; echo LAST" });
+    const s = structured(r);
+    expect(s.exit_code).toBe(0);
+    expect(s.output.length).toBeLessThanOrEqual(30_000);
+    expect(s.output.startsWith("FIRST\n")).toBe(true);
+    expect(s.output.endsWith("LAST\n")).toBe(true);
+    expect(s.output).toMatch(/\[… \d+ characters of output left out …\]/);
+    expect(s.omitted_chars).toBeGreaterThan(49_000_000);
+    expect(await peakRss(c.pid)).toBeLessThan(200 * 1024 * 1024);
+  });
+
+  test("a timeout kills the whole tree, background jobs and grandchildren included", async () => {
+    const marker = "301.4242";
+    const r = await c.call("Run", { command: `sleep ${marker} & (sleep ${marker}; echo never) & bash -c 'sleep ${marker}'; wait`, timeout: 1000 });
+    const s = structured(r);
+    expect(s.timed_out).toBe(true);
+    expect(text(r)).toContain("Timed out after 1000 ms");
+    expect(await waitUntil(() => !alive(marker), 2000)).toBe(true);
+  });
+
+  test("background jobs left behind by a finished command are ended", async () => {
+    const marker = "302.4242";
+    const s = structured(await c.call("Run", { command: `sleep ${marker} & echo started` }));
+    expect(s.output).toBe("started\n");
+    expect(await waitUntil(() => !alive(marker), 2000)).toBe(true);
+  });
+
+  test("cancelling the request kills the tree within a second and the server goes on", async () => {
+    const marker = "303.4242";
+    const abort = new AbortController();
+    const call = c.client.callTool({ name: "Run", arguments: { command: `sleep ${marker} & sleep ${marker}; wait` } }, undefined, { signal: abort.signal });
+    expect(await waitUntil(() => alive(marker), 5000)).toBe(true);
+    abort.abort();
+    await expect(call).rejects.toThrow();
+    expect(await waitUntil(() => !alive(marker), 1000)).toBe(true);
+    expect(structured(await c.call("Run", { command: "echo still here" })).output).toBe("still here\n");
+  });
+
+  test("sends progress notifications with the latest output line", async () => {
+    const messages: string[] = [];
+    const r = await c.client.callTool({ name: "Run", arguments: { command: "for i in 1 2 3 4 5 6; do echo step$i; sleep 0.4; done" } }, undefined, {
+      onprogress: (p) => messages.push(p.message ?? ""),
+    });
+    expect(structured(r as CallToolResult).exit_code).toBe(0);
+    expect(messages.length).toBeGreaterThanOrEqual(3);
+    expect(messages.some((m) => /^step\d$/.test(m))).toBe(true);
+  });
+
+  test("keeps secrets out of the command's environment", async () => {
+    const s = structured(await c.call("Run", { command: "env" }));
+    expect(s.output).toMatch(/^HOME=/m);
+    expect(s.output).toMatch(/^PATH=/m);
+    for (const name of ["ANTHROPIC_API_KEY", "GH_TOKEN", "DB_PASSWORD", "MY_SETTING"]) expect(s.output).not.toMatch(new RegExp(`^${name}=`, "m"));
+    expect(s.output).not.toContain("sk-ant-test-secret");
+  });
+
+  test("rejects empty and over-long commands with clear errors", async () => {
+    const empty = await c.call("Run", { command: "" });
+    expect(empty.isError).toBe(true);
+    expect(text(empty)).toContain("command is empty");
+    const blank = await c.call("Run", { command: "   " });
+    expect(text(blank)).toContain("command is blank");
+    const long = await c.call("Run", { command: "x".repeat(100_001) });
+    expect(long.isError).toBe(true);
+    expect(text(long)).toContain("over 100000 characters");
+    const badTimeout = await c.call("Run", { command: "true", timeout: 700_000 });
+    expect(text(badTimeout)).toContain('"timeout"');
+  });
+});
+
+describe("Run options", () => {
+  test("--allow-env passes exactly the named variable", async () => {
+    const dir = await tempDir();
+    const conn = await connect(["--workspace", dir, "--allow-env", "GH_TOKEN"], { env: { GH_TOKEN: "ghp-allowed", OTHER_TOKEN: "no" } });
+    const s = structured(await conn.call("Run", { command: "env" }));
+    expect(s.output).toMatch(/^GH_TOKEN=ghp-allowed$/m);
+    expect(s.output).not.toMatch(/^OTHER_TOKEN=/m);
+    await conn.close();
+  });
+
+  test("--max-commands 1 runs commands one at a time", async () => {
+    const dir = await tempDir();
+    const conn = await connect(["--workspace", dir, "--max-commands", "1"]);
+    const cmd = (n: number) => `echo start ${n} $(date +%s%N) >> log; sleep 0.3; echo end ${n} $(date +%s%N) >> log`;
+    await Promise.all([1, 2, 3].map((n) => conn.call("Run", { command: cmd(n) })));
+    const events = (await fs.readFile(path.join(dir, "log"), "utf8")).trim().split("\n").map((l) => l.split(" ")[0]);
+    expect(events).toEqual(["start", "end", "start", "end", "start", "end"]);
+    await conn.close();
+  });
+});
+
+describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
+  let listener: net.Server;
+  let port: number;
+  beforeAll(async () => {
+    listener = net.createServer((s) => s.end("hello\n"));
+    await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
+    port = (listener.address() as net.AddressInfo).port;
+  });
+  afterAll(() => listener.close());
+  const probe = () => `exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
+
+  test("writes outside the workspace fail and leave the target absent", async () => {
+    const outside = path.join(path.dirname(ws), `outside-${Date.now()}.txt`);
+    const s = structured(await c.call("Run", { command: `echo hi > ${outside}; echo inside > inside.txt` }));
+    expect(s.sandboxed).toBe(true);
+    expect(s.output).toContain("Read-only file system");
+    await expect(fs.access(outside)).rejects.toThrow();
+    expect(await fs.readFile(path.join(ws, "inside.txt"), "utf8")).toBe("inside\n");
+  });
+
+  test("network is off by default and on with --allow-network", async () => {
+    const off = structured(await c.call("Run", { command: probe() }));
+    expect(off.output).not.toContain("CONNECTED");
+    expect(off.exit_code).not.toBe(0);
+    const dir = await tempDir();
+    const conn = await connect(["--workspace", dir, "--allow-network"]);
+    const on = structured(await conn.call("Run", { command: probe() }));
+    expect(on.output).toContain("CONNECTED");
+    await conn.close();
+  });
+
+  test("--sandbox os refuses to start without bubblewrap, naming the package", async () => {
+    const dir = await tempDir();
+    const r = spawnSync(process.execPath, [CLI, "--workspace", dir, "--sandbox", "os"], { env: { PATH: "/nonexistent", HOME: dir }, encoding: "utf8" });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("apt-get install bubblewrap socat");
+    expect(r.stdout).toBe("");
+  });
+
+  test("--sandbox off runs unconfined and says so in the instructions", async () => {
+    const dir = await tempDir();
+    const conn = await connect(["--workspace", dir, "--sandbox", "off"]);
+    expect(conn.client.getInstructions()).toContain("OS sandbox is off");
+    expect(structured(await conn.call("Run", { command: "true" })).sandboxed).toBe(false);
+    await conn.close();
+  });
+});
