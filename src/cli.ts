@@ -5,6 +5,7 @@ import { pkg } from "./paths.js";
 import { createSandbox, type SandboxMode } from "./sandbox.js";
 import { createServer, fileTools, log } from "./server.js";
 import { createRunTool } from "./tools/run.js";
+import { createTaskTool } from "./tools/task.js";
 import { Workspace } from "./workspace.js";
 
 const HELP = `${pkg.name} ${pkg.version}: an MCP server (stdio) exposing a backend-developer agent.
@@ -22,14 +23,27 @@ Options:
   --allow-env NAME      Pass the server's variable NAME to commands (repeatable); secrets
                         (*_KEY, *TOKEN*, *SECRET*, *PASSWORD*) are withheld unless named
   --max-commands N      Commands that may run at once (default 4)
+  --test-command CMD    How Task verifies work (default: npm test, when package.json has a
+                        test script)
+  --task-max-tokens N   Token budget of one Task run (default 3000000)
+  --task-timeout SEC    Wall-time budget of one Task run (default 1800)
+
+Task uses the Anthropic API when ANTHROPIC_API_KEY is set (ANTHROPIC_BASE_URL and
+BACKEND_AGENT_MODEL are honoured), else the client's model through MCP sampling.
   -h, --help            Show this help
   -v, --version         Show the version
 
-Tools: Read, Write, Edit, Grep, Glob. Logs go to stderr; stdout carries the protocol.`;
+Tools: Read, Write, Edit, Grep, Glob, Run, Task. Logs go to stderr; stdout carries the protocol.`;
 
 function fail(message: string): never {
   process.stderr.write(`${pkg.name}: ${message}\n`);
   process.exit(2);
+}
+
+function positive(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) fail(`${flag} must be a whole number of at least 1 (got "${value}")`);
+  return n;
 }
 
 async function main(): Promise<void> {
@@ -43,6 +57,9 @@ async function main(): Promise<void> {
         "allow-domain": { type: "string", multiple: true, default: [] },
         "allow-env": { type: "string", multiple: true, default: [] },
         "max-commands": { type: "string", default: "4" },
+        "test-command": { type: "string" },
+        "task-max-tokens": { type: "string", default: "3000000" },
+        "task-timeout": { type: "string", default: "1800" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
@@ -56,13 +73,15 @@ async function main(): Promise<void> {
 
   const mode = values.sandbox as SandboxMode;
   if (!["auto", "os", "off"].includes(mode)) fail(`--sandbox must be auto, os or off (got "${mode}")`);
-  const maxConcurrent = Number(values["max-commands"]);
-  if (!Number.isInteger(maxConcurrent) || maxConcurrent < 1) fail(`--max-commands must be a whole number of at least 1`);
+  const maxConcurrent = positive(values["max-commands"], "--max-commands");
+  const maxTokens = positive(values["task-max-tokens"], "--task-max-tokens");
+  const timeoutMs = positive(values["task-timeout"], "--task-timeout") * 1000;
 
   const workspace = values.workspace === undefined ? undefined : await Workspace.open(values.workspace).catch((e: Error) => fail(e.message));
   const network = values["allow-network"] || (values["allow-domain"].length ? values["allow-domain"] : false);
   const sandbox = await createSandbox({ mode, network }).catch((e: Error) => fail(e.message));
-  const tools = [...fileTools, createRunTool({ sandbox, allowEnv: values["allow-env"], maxConcurrent })];
+  const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: values["allow-env"], maxConcurrent })];
+  const tools = [...agentTools, createTaskTool({ tools: agentTools, testCommand: values["test-command"], maxTokens, timeoutMs })];
   const { server } = createServer({ workspace, tools, notes: sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [] });
 
   let closing = false;

@@ -80,7 +80,7 @@ export function createServer(options: ServerOptions): { server: McpServer; works
     if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${request.params.name}". Available tools: ${tools.map((t) => t.name).join(", ")}.`);
     const progress = progressReporter(extra._meta?.progressToken, extra.sendNotification);
     try {
-      const ctx: ToolContext = { ws: await getWorkspace(), signal: extra.signal, progress: progress.report };
+      const ctx: ToolContext = { ws: await getWorkspace(), signal: extra.signal, progress: progress.report, server: server.server };
       return await callTool(tool, request.params.arguments, ctx);
     } finally {
       progress.stop();

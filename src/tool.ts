@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { packageRoot } from "./paths.js";
@@ -12,6 +13,8 @@ export interface ToolContext {
   signal: AbortSignal;
   /** Reports liveness to the caller (MCP progress notifications, or the agent's progress). */
   progress(message: string): void;
+  /** The MCP connection, for requests to the client (sampling); absent inside the sub-agent. */
+  server?: Server;
 }
 
 export interface ToolOutput {

@@ -80,7 +80,7 @@ export default defineTool({
       await ws.writeAtomic(abs, encodeText({ ...file, text: updated }));
 
       const firstLine = lineOf(updated, found[0]!);
-      const lastLine = firstLine + to.split("\n").length - 1;
+      const lastLine = firstLine + splitLines(to).length - 1;
       const lines = splitLines(updated);
       const start = Math.max(1, firstLine - CONTEXT_LINES);
       const end = Math.min(lines.length, lastLine + CONTEXT_LINES);

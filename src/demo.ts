@@ -1,0 +1,125 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { packageRoot } from "./paths.js";
+import { reply, say, ScriptedModel, use, type Step } from "./scripted-model.js";
+
+export const DEMO_TASK = "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
+
+const USERS_JS = `import http from "node:http";
+
+export const users = Array.from({ length: 45 }, (_, i) => ({ id: i + 1, name: \`user-\${i + 1}\` }));
+
+/** Parses ?page=&limit= strictly: positive integers, limit at most 100. */
+export function parsePaging(params) {
+  const page = params.get("page") ?? "1";
+  const limit = params.get("limit") ?? "20";
+  if (!/^[1-9]\\d*$/.test(page)) return { error: "page must be a positive integer" };
+  if (!/^[1-9]\\d*$/.test(limit) || Number(limit) > 100) return { error: "limit must be an integer from 1 to 100" };
+  return { page: Number(page), limit: Number(limit) };
+}
+
+export function createServer() {
+  return http.createServer((req, res) => {
+    const url = new URL(req.url, "http://localhost");
+    const send = (status, body) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== "GET" || url.pathname !== "/users") return send(404, { error: { code: "not_found", message: "No such route" } });
+    const paging = parsePaging(url.searchParams);
+    if (paging.error) return send(400, { error: { code: "invalid_query", message: paging.error } });
+    const start = (paging.page - 1) * paging.limit;
+    send(200, { data: users.slice(start, start + paging.limit), meta: { page: paging.page, limit: paging.limit, total: users.length } });
+  });
+}
+`;
+
+const USERS_TEST_JS = `import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { createServer, parsePaging } from "../src/users.js";
+
+let server;
+let base;
+before(async () => {
+  server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  base = \`http://127.0.0.1:\${server.address().port}\`;
+});
+after(() => server.close());
+
+test("parsePaging rejects bad input", () => {
+  assert.deepEqual(parsePaging(new URLSearchParams("page=0")), { error: "page must be a positive integer" });
+  assert.ok(parsePaging(new URLSearchParams("limit=500")).error);
+  assert.deepEqual(parsePaging(new URLSearchParams("")), { page: 1, limit: 20 });
+});
+
+test("GET /users pages through the list", async () => {
+  const res = await fetch(\`\${base}/users?page=3&limit=20\`);
+  assert.equal(res.status, 200);
+  const body = await res.json();
+  assert.equal(body.data.length, 5);
+  assert.deepEqual(body.meta, { page: 3, limit: 20, total: 45 });
+});
+
+test("GET /users answers 400 on an invalid limit", async () => {
+  const res = await fetch(\`\${base}/users?limit=abc\`);
+  assert.equal(res.status, 400);
+  assert.equal((await res.json()).error.code, "invalid_query");
+});
+`;
+
+/** The replayed conversation: look around, write the endpoint and its tests, run them, report. */
+export function demoSteps(): Step[] {
+  return [
+    reply(say("I'll look at the project first."), use("Glob", { pattern: "**/*" })),
+    reply(use("Read", { file_path: "package.json" })),
+    reply(say("An ESM project with `node --test`. I'll add the endpoint module and its tests."), use("Write", { file_path: "src/users.js", content: USERS_JS }), use("Write", { file_path: "test/users.test.js", content: USERS_TEST_JS })),
+    reply(use("Run", { command: "npm test 2>&1 | tail -n 15", description: "Run the test suite" })),
+    reply(say("Added `GET /users` in `src/users.js`: strict `page`/`limit` validation (400 with an error envelope), pages of at most 100, and `meta` with the total. `test/users.test.js` covers validation and paging over real HTTP; `npm test` passes (3 tests).")),
+  ];
+}
+
+/** A fresh workspace: a minimal ESM package whose test script is node --test. */
+export async function demoWorkspace(): Promise<string> {
+  const dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-demo-")));
+  await fs.writeFile(path.join(dir, "package.json"), `${JSON.stringify({ name: "demo-service", version: "1.0.0", type: "module", private: true, scripts: { test: "node --test" } }, null, 2)}\n`);
+  await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free HTTP service.\n");
+  return dir;
+}
+
+async function main(): Promise<void> {
+  const liveIndex = process.argv.indexOf("--live");
+  const live = liveIndex !== -1;
+  const task = live ? (process.argv[liveIndex + 1] ?? DEMO_TASK) : DEMO_TASK;
+  if (live && !process.env.ANTHROPIC_API_KEY) throw new Error("--live needs ANTHROPIC_API_KEY in the environment.");
+  const workspace = await demoWorkspace();
+  const model = live ? undefined : new ScriptedModel(demoSteps());
+  const env: Record<string, string> = { ...(process.env as Record<string, string>) };
+  if (model) Object.assign(env, { ANTHROPIC_API_KEY: "replay", ANTHROPIC_BASE_URL: await model.start() });
+
+  console.log(live ? `LIVE run against the Anthropic API in ${workspace}` : `REPLAY: a scripted model replays a fixed conversation (no live model, no API key needed).\nWorkspace: ${workspace}`);
+  console.log(`Task: ${task}\n`);
+  const client = new Client({ name: "backend-developer-demo", version: "1.0.0" });
+  await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace], env, stderr: "inherit" }));
+  const result = (await client.callTool({ name: "Task", arguments: { description: "Paginated users endpoint", prompt: task } }, undefined, {
+    onprogress: (p) => console.log(`  … ${p.message}`),
+    resetTimeoutOnProgress: true,
+    timeout: 30 * 60_000,
+  })) as CallToolResult;
+  console.log(`\n${result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n")}`);
+  await client.close();
+  await model?.stop();
+  process.exitCode = result.isError ? 1 : 0;
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  main().catch((e) => {
+    console.error((e as Error).message);
+    process.exit(1);
+  });
+}

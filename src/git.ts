@@ -1,0 +1,92 @@
+import fs from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { simpleGit, type SimpleGit } from "simple-git";
+
+export const RUNS_DIR = ".backend-agent";
+const IDENTITY = { GIT_AUTHOR_NAME: "backend-agent", GIT_AUTHOR_EMAIL: "backend-agent@localhost", GIT_COMMITTER_NAME: "backend-agent", GIT_COMMITTER_EMAIL: "backend-agent@localhost" };
+
+export interface FileChange {
+  path: string;
+  status: "added" | "modified" | "deleted";
+  insertions: number;
+  deletions: number;
+}
+
+export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+function gitIn(dir: string, env: Record<string, string> = {}): SimpleGit {
+  const base = Object.fromEntries(["PATH", "HOME", "LANG", "TMPDIR"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+  return simpleGit({ baseDir: dir, allowEnvironment: [...Object.keys(IDENTITY), "GIT_INDEX_FILE"] }).env({ ...base, ...IDENTITY, ...env });
+}
+
+/** Makes sure the workspace is in a git repository whose exclude file ignores the agent's run records. */
+export async function ensureRepo(workspace: string): Promise<{ initialised: boolean }> {
+  const git = gitIn(workspace);
+  let initialised = false;
+  if (!(await git.checkIsRepo())) {
+    await git.init();
+    initialised = true;
+  }
+  const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
+  const exclude = path.join(gitDir, "info", "exclude");
+  const current = await fs.readFile(exclude, "utf8").catch(() => "");
+  if (!current.split("\n").includes(`${RUNS_DIR}/`)) {
+    await fs.mkdir(path.dirname(exclude), { recursive: true });
+    await fs.appendFile(exclude, `${current && !current.endsWith("\n") ? "\n" : ""}${RUNS_DIR}/\n`);
+  }
+  return { initialised };
+}
+
+/** A commit of the workspace as it is on disk (tracked and untracked, not ignored), made through a private index: branch, index and stash stay untouched. */
+export async function snapshot(workspace: string, message: string): Promise<string> {
+  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-index-"));
+  const index = path.join(tmp, "index");
+  try {
+    const git = gitIn(workspace, { GIT_INDEX_FILE: index });
+    const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
+    await fs.copyFile(path.join(gitDir, "index"), index).catch(() => undefined);
+    await git.raw(["add", "-A", "--", "."]);
+    const tree = (await git.raw(["write-tree"])).trim();
+    const head = await git.revparse(["--verify", "-q", "HEAD"]).then((h) => h.trim(), () => "");
+    return (await git.raw(["commit-tree", tree, ...(head ? ["-p", head] : []), "-m", message])).trim();
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export async function setRef(workspace: string, ref: string, commit: string): Promise<void> {
+  await gitIn(workspace).raw(["update-ref", ref, commit]);
+}
+
+/** Files that differ between two snapshots, with line counts, limited to the workspace. */
+export async function changes(workspace: string, from: string, to: string): Promise<FileChange[]> {
+  const git = gitIn(workspace);
+  const [numstat, status] = await Promise.all([
+    git.raw(["diff", "--numstat", "--no-renames", from, to, "--", "."]),
+    git.raw(["diff", "--name-status", "--no-renames", from, to, "--", "."]),
+  ]);
+  const kinds = new Map(status.trim().split("\n").filter(Boolean).map((l) => { const [s, f] = l.split("\t"); return [f!, s!] as const; }));
+  const prefix = (await git.revparse(["--show-prefix"])).trim();
+  return numstat
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => {
+      const [ins, del, file] = l.split("\t") as [string, string, string];
+      const s = kinds.get(file);
+      return { path: file.slice(prefix.length), status: s === "A" ? "added" : s === "D" ? "deleted" : "modified", insertions: Number(ins) || 0, deletions: Number(del) || 0 };
+    });
+}
+
+/** A shell command that puts the workspace back as it was at the checkpoint. */
+export function revertCommand(workspace: string, ref: string, changed: FileChange[]): string {
+  const added = changed.filter((c) => c.status === "added").map((c) => shellQuote(c.path));
+  const rm = added.length ? ` && rm -f -- ${added.join(" ")}` : "";
+  return `cd ${shellQuote(workspace)} && git restore --source=${ref} --worktree -- .${rm}`;
+}
+
+export async function unifiedDiff(workspace: string, from: string, to: string, maxChars: number): Promise<string> {
+  const diff = await gitIn(workspace).raw(["diff", "--no-renames", from, to, "--", "."]);
+  return diff.length > maxChars ? `${diff.slice(0, maxChars)}\n[… diff cut at ${maxChars} characters]` : diff;
+}
