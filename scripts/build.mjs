@@ -1,0 +1,18 @@
+// Bundles the CLI and the demo into dist/ so start-up reads a few files instead of hundreds.
+// Heavy dependencies that only some calls need stay external and load on first use.
+import { build } from "esbuild";
+
+await build({
+  entryPoints: ["src/cli.ts", "src/demo.ts"],
+  outdir: "dist",
+  bundle: true,
+  splitting: true,
+  format: "esm",
+  platform: "node",
+  target: "node20",
+  sourcemap: true,
+  minifySyntax: true,
+  external: ["@vscode/ripgrep", "@anthropic-ai/sandbox-runtime", "@anthropic-ai/sdk", "ts-morph"],
+  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  logLevel: "warning",
+});
