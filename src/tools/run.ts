@@ -111,7 +111,7 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 }
 
 const input = z.object({
-  command: z.string().min(1, "command is empty: give a shell command to run").max(MAX_COMMAND_CHARS, `command is over ${MAX_COMMAND_CHARS} characters; put long scripts in a file and run that`),
+  command: z.string().min(1, "command is empty: give a shell command to run").max(MAX_COMMAND_CHARS, `command is over ${MAX_COMMAND_CHARS} characters; put long scripts in a file and run that`).describe("The shell command to run"),
   timeout: z.number().int().min(1).max(600_000).default(120_000).describe("Milliseconds before the command is killed (default 120000, at most 600000)"),
   description: z.string().optional().describe("A short description of what the command does (5-10 words)"),
 });
