@@ -1,6 +1,9 @@
 // Bundles the CLI and the demo into dist/ so start-up reads a few files instead of hundreds.
 // Heavy dependencies that only some calls need stay external and load on first use.
+import { rm } from "node:fs/promises";
 import { build } from "esbuild";
+
+await rm("dist", { recursive: true, force: true });
 
 await build({
   entryPoints: ["src/cli.ts", "src/demo.ts"],
@@ -11,7 +14,7 @@ await build({
   platform: "node",
   target: "node20",
   sourcemap: true,
-  minifySyntax: true,
+  minify: true,
   external: ["@vscode/ripgrep", "@anthropic-ai/sandbox-runtime", "@anthropic-ai/sdk", "ts-morph"],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",

@@ -79,10 +79,12 @@ async function main(): Promise<void> {
 
   const workspace = values.workspace === undefined ? undefined : await Workspace.open(values.workspace).catch((e: Error) => fail(e.message));
   const network = values["allow-network"] || (values["allow-domain"].length ? values["allow-domain"] : false);
-  const sandbox = await createSandbox({ mode, network }).catch((e: Error) => fail(e.message));
+  let warn = (message: string) => log(undefined, "warning", message);
+  const sandbox = await createSandbox({ mode, network }, (message) => warn(message)).catch((e: Error) => fail(e.message));
   const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: values["allow-env"], maxConcurrent })];
   const tools = [...agentTools, createTaskTool({ tools: agentTools, testCommand: values["test-command"], maxTokens, timeoutMs })];
   const { server } = createServer({ workspace, tools, notes: sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [] });
+  warn = (message) => log(server, "warning", message);
 
   let closing = false;
   const shutdown = async (code = 0) => {

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { simpleGit, type SimpleGit } from "simple-git";
+import type { SimpleGit } from "simple-git";
 
 export const RUNS_DIR = ".backend-agent";
 const IDENTITY = { GIT_AUTHOR_NAME: "backend-agent", GIT_AUTHOR_EMAIL: "backend-agent@localhost", GIT_COMMITTER_NAME: "backend-agent", GIT_COMMITTER_EMAIL: "backend-agent@localhost" };
@@ -15,14 +15,15 @@ export interface FileChange {
 
 export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
-function gitIn(dir: string, env: Record<string, string> = {}): SimpleGit {
+async function gitIn(dir: string, env: Record<string, string> = {}): Promise<SimpleGit> {
+  const { simpleGit } = await import("simple-git");
   const base = Object.fromEntries(["PATH", "HOME", "LANG", "TMPDIR"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
   return simpleGit({ baseDir: dir, allowEnvironment: [...Object.keys(IDENTITY), "GIT_INDEX_FILE"] }).env({ ...base, ...IDENTITY, ...env });
 }
 
 /** Makes sure the workspace is in a git repository whose exclude file ignores the agent's run records. */
 export async function ensureRepo(workspace: string): Promise<{ initialised: boolean }> {
-  const git = gitIn(workspace);
+  const git = await gitIn(workspace);
   let initialised = false;
   if (!(await git.checkIsRepo())) {
     await git.init();
@@ -43,7 +44,7 @@ export async function snapshot(workspace: string, message: string): Promise<stri
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-index-"));
   const index = path.join(tmp, "index");
   try {
-    const git = gitIn(workspace, { GIT_INDEX_FILE: index });
+    const git = await gitIn(workspace, { GIT_INDEX_FILE: index });
     const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
     await fs.copyFile(path.join(gitDir, "index"), index).catch(() => undefined);
     await git.raw(["add", "-A", "--", "."]);
@@ -56,12 +57,12 @@ export async function snapshot(workspace: string, message: string): Promise<stri
 }
 
 export async function setRef(workspace: string, ref: string, commit: string): Promise<void> {
-  await gitIn(workspace).raw(["update-ref", ref, commit]);
+  await (await gitIn(workspace)).raw(["update-ref", ref, commit]);
 }
 
 /** Files that differ between two snapshots, with line counts, limited to the workspace. */
 export async function changes(workspace: string, from: string, to: string): Promise<FileChange[]> {
-  const git = gitIn(workspace);
+  const git = await gitIn(workspace);
   const [numstat, status] = await Promise.all([
     git.raw(["diff", "--numstat", "--no-renames", from, to, "--", "."]),
     git.raw(["diff", "--name-status", "--no-renames", from, to, "--", "."]),
@@ -87,6 +88,6 @@ export function revertCommand(workspace: string, ref: string, changed: FileChang
 }
 
 export async function unifiedDiff(workspace: string, from: string, to: string, maxChars: number): Promise<string> {
-  const diff = await gitIn(workspace).raw(["diff", "--no-renames", from, to, "--", "."]);
+  const diff = await (await gitIn(workspace)).raw(["diff", "--no-renames", from, to, "--", "."]);
   return diff.length > maxChars ? `${diff.slice(0, maxChars)}\n[… diff cut at ${maxChars} characters]` : diff;
 }

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -30,8 +31,18 @@ const INSTALL_HINT: Record<string, string> = {
   darwin: "sandbox-exec ships with macOS; make sure ripgrep is reachable",
 };
 
+const REQUIRED: Record<string, string[]> = { linux: ["bwrap", "socat"], darwin: ["sandbox-exec"] };
+const onPath = (cmd: string) => (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, cmd)));
+
+/** Cheap start-up check (no import of the runtime): which required programs are missing. */
+function missingPrograms(): string[] {
+  const required = REQUIRED[process.platform];
+  if (!required) return [`platform ${process.platform} is not supported`];
+  return required.filter((cmd) => !onPath(cmd)).map((cmd) => `${cmd} not found`);
+}
+
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
-export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
+export async function createSandbox(opts: SandboxOptions, warn: (message: string) => void = () => undefined): Promise<Sandbox> {
   const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-run-"));
   const plain: Sandbox = {
     active: false,
@@ -42,43 +53,61 @@ export async function createSandbox(opts: SandboxOptions): Promise<Sandbox> {
   };
   if (opts.mode === "off") return { ...plain, warning: "the OS sandbox is off (--sandbox off)" };
 
-  const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
+  const unavailable = (problems: string[]) => `OS sandbox unavailable: ${problems.join(", ")}; ${INSTALL_HINT[process.platform] ?? "it needs Linux or macOS"}.`;
   const ripgrep = { command: rgPath };
-  const problems = SandboxManager.isSupportedPlatform() ? SandboxManager.checkDependencies(ripgrep).errors : [`platform ${process.platform} is not supported`];
+  const loadRuntime = async () => {
+    const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
+    const problems = SandboxManager.isSupportedPlatform() ? SandboxManager.checkDependencies(ripgrep).errors : [`platform ${process.platform} is not supported`];
+    return { SandboxManager, problems };
+  };
+  const early = missingPrograms();
+  // "os" is a promise to the user: check everything now. "auto" only looks for the programs, so start-up stays fast.
+  const eager = opts.mode === "os" && !early.length ? await loadRuntime() : undefined;
+  const problems = early.length ? early : (eager?.problems ?? []);
   if (problems.length) {
-    const message = `OS sandbox unavailable: ${problems.join(", ")}; ${INSTALL_HINT[process.platform] ?? "it needs Linux or macOS"}.`;
-    if (opts.mode === "os") throw new Error(`--sandbox os: ${message}`);
-    return { ...plain, warning: `${message} Commands run as plain processes, unconfined.` };
+    if (opts.mode === "os") throw new Error(`--sandbox os: ${unavailable(problems)}`);
+    return { ...plain, warning: `${unavailable(problems)} Commands run as plain processes, unconfined.` };
   }
+  let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
 
   const network = Array.isArray(opts.network) ? { allowedDomains: opts.network, deniedDomains: [] } : { deniedDomains: [] };
+  const perCall = opts.network === false ? { network: { allowedDomains: [], deniedDomains: [] } } : undefined;
+  let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;
   let root: string | undefined;
-  const init = (workspace: string) => {
+  const start = async (workspace: string) => {
+    const loaded = await (runtime ??= loadRuntime());
+    if (loaded.problems.length) {
+      if (sandbox.active) warn(`${unavailable(loaded.problems)} Commands now run as plain processes, unconfined.`);
+      sandbox.active = false;
+      return undefined;
+    }
     if (root && root !== workspace) throw new Error(`The sandbox was set up for ${root}, not ${workspace}; restart the server.`);
     root = workspace;
     // The runtime scans the current folder for files that must stay read-only (.git/hooks, .bashrc, …)
     // and puts its temp folder where CLAUDE_CODE_TMPDIR says.
     process.chdir(workspace);
     process.env.CLAUDE_CODE_TMPDIR = tmpdir;
-    return (ready ??= SandboxManager.initialize({
+    manager = loaded.SandboxManager;
+    await (ready ??= manager.initialize({
       filesystem: { denyRead: [], allowWrite: [workspace, tmpdir], denyWrite: [] },
       network,
       ripgrep,
-    } as unknown as Parameters<typeof SandboxManager.initialize>[0]));
+    } as unknown as Parameters<typeof manager.initialize>[0]));
+    return manager;
   };
-  const perCall = opts.network === false ? { network: { allowedDomains: [], deniedDomains: [] } } : undefined;
-  return {
+  const sandbox: Sandbox = {
     active: true,
     tmpdir,
     wrap: async (command, id, workspace) => {
-      await init(workspace);
-      return SandboxManager.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command });
+      const m = await start(workspace);
+      return m ? m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command }) : command;
     },
-    done: () => SandboxManager.cleanupAfterCommand(),
+    done: () => manager?.cleanupAfterCommand(),
     close: async () => {
-      if (ready) await SandboxManager.reset();
+      if (ready) await manager?.reset();
       await plain.close();
     },
   };
+  return sandbox;
 }

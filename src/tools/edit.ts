@@ -1,5 +1,4 @@
 import fs from "node:fs/promises";
-import { createTwoFilesPatch } from "diff";
 import { distance } from "fastest-levenshtein";
 import { z } from "zod";
 import { defineTool } from "../tool.js";
@@ -85,6 +84,7 @@ export default defineTool({
       const start = Math.max(1, firstLine - CONTEXT_LINES);
       const end = Math.min(lines.length, lastLine + CONTEXT_LINES);
       const snippet = lines.slice(start - 1, end).map((l, i) => numberLine(start + i, l)).join("\n");
+      const { createTwoFilesPatch } = await import("diff");
       const diff = createTwoFilesPatch(`a/${name}`, `b/${name}`, file.text.replaceAll("\r\n", "\n"), updated.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
       const count = replace_all ? found.length : 1;
       return {

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { execa } from "execa";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
 import type { Sandbox } from "../sandbox.js";
@@ -141,6 +140,7 @@ export function createRunTool(config: RunConfig): Tool {
       const result: RunResult = await limit(async () => {
         const started = Date.now();
         const wrapped = await config.sandbox.wrap(`exec 2>&1\n${command}`, randomUUID(), ctx.ws.root);
+        const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
           cwd: ctx.ws.root,
           env: commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir),
