@@ -1,23 +1,41 @@
 import type Anthropic from "@anthropic-ai/sdk";
 import { z } from "zod";
-import { emptyUsage, type Block, type Message, type ModelBackend, type ToolSpec, type Usage } from "./model.js";
-import { callTool, type CallResult, type Tool, type ToolContext } from "./tool.js";
+import { addUsage, costUsd, emptyUsage, type Block, type Message, type ModelBackend, type ToolSpec, type Usage } from "./model.js";
+import { callTool, Interrupt, type CallResult, type Tool, type ToolContext } from "./tool.js";
 import type { Verification } from "./verify.js";
 
-export type AgentStatus = "completed" | "verification_failed" | "max_turns" | "budget_exhausted" | "cancelled" | "error";
+export type AgentStatus = "completed" | "verification_failed" | "max_turns" | "budget_exhausted" | "cancelled" | "error" | "needs_input";
+
+/** Thrown by a tool to end the run and hand a question to the user (AskUserQuestion without elicitation). */
+export class NeedsInput extends Interrupt {
+  constructor(readonly question: { question: string; options?: string[] }) {
+    super(question.question);
+  }
+}
+
+export interface Budget {
+  maxTurns: number;
+  maxTokens: number;
+  maxCostUsd?: number;
+  deadline: number;
+}
 
 export interface AgentOptions {
   backend: ModelBackend;
   system: string;
   tools: Tool[];
   ctx: ToolContext;
-  prompt: string;
-  maxTurns: number;
-  maxTokens: number;
-  deadline: number;
+  /** The conversation so far, ending with the user's newest message. */
+  messages: Message[];
+  budget: Budget;
+  /** Usage already spent by earlier legs of a resumed run. */
+  spent: { usage: Usage; modelCalls: number; turns: number };
   fixRounds: number;
   verify: () => Promise<Verification>;
   record: (event: Record<string, unknown>) => void;
+  /** Called after every change to the conversation, to persist it for resume. */
+  saveMessages: (messages: Message[]) => Promise<void>;
+  onTurn: (state: { turn: number; activity: string; usage: Usage; costUsd: number; modelCalls: number }) => void;
 }
 
 export interface AgentOutcome {
@@ -25,8 +43,11 @@ export interface AgentOutcome {
   summary: string;
   verification?: Verification;
   usage: Usage;
+  costUsd: number;
+  modelCalls: number;
   turns: number;
   fixRounds: number;
+  question?: { question: string; options?: string[] };
   error?: string;
 }
 
@@ -42,7 +63,7 @@ function toToolResult(id: string, r: CallResult): Block {
 
 function describeCall(name: string, input: unknown): string {
   const a = (input ?? {}) as Record<string, unknown>;
-  const detail = a.file_path ?? a.command ?? a.pattern ?? "";
+  const detail = a.file_path ?? a.command ?? a.pattern ?? a.question ?? "";
   return `${name} ${String(detail).split("\n")[0]!.slice(0, 80)}`.trim();
 }
 
@@ -51,51 +72,58 @@ function failureReport(v: Verification): string {
   return `The server ran its own checks after your summary, and they failed:\n\n${failed.join("\n\n")}\n\nFix the cause (not the checks), run them again with Run, then give your final summary.`;
 }
 
-const addUsage = (a: Usage, b: Usage): Usage => ({
-  input_tokens: a.input_tokens + b.input_tokens,
-  output_tokens: a.output_tokens + b.output_tokens,
-  cache_read_input_tokens: a.cache_read_input_tokens + b.cache_read_input_tokens,
-  cache_creation_input_tokens: a.cache_creation_input_tokens + b.cache_creation_input_tokens,
-});
-
 const totalTokens = (u: Usage) => u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
 
 /** The sub-agent loop: model turn, tool calls, repeat; then the server verifies and sends failures back for fix rounds. */
 export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
-  const messages: Message[] = [{ role: "user", content: o.prompt }];
+  const messages = [...o.messages];
   const specs = o.tools.map(toolSpec);
-  const out: AgentOutcome = { status: "completed", summary: "", usage: emptyUsage(), turns: 0, fixRounds: 0 };
+  const out: AgentOutcome = { status: "completed", summary: "", usage: o.spent.usage, costUsd: costUsd(o.backend.model, o.spent.usage), modelCalls: o.spent.modelCalls, turns: o.spent.turns, fixRounds: 0 };
+  const b = o.budget;
   let activity = "starting";
   const started = Date.now();
+  const report = (a: string) => {
+    activity = a;
+    o.ctx.progress(a);
+    o.onTurn({ turn: out.turns, activity, usage: out.usage, costUsd: out.costUsd, modelCalls: out.modelCalls });
+  };
   const heartbeat = setInterval(() => o.ctx.progress(`${activity} · ${Math.round((Date.now() - started) / 1000)}s`), HEARTBEAT_MS);
-  const stopped = (): AgentStatus | undefined => {
+  const limitHit = (): AgentStatus | undefined => {
     if (o.ctx.signal.aborted) return "cancelled";
-    if (out.turns >= o.maxTurns) return "max_turns";
-    if (totalTokens(out.usage) >= o.maxTokens || Date.now() >= o.deadline) return "budget_exhausted";
+    if (out.turns >= b.maxTurns) return "max_turns";
+    if (totalTokens(out.usage) >= b.maxTokens || Date.now() >= b.deadline || (b.maxCostUsd !== undefined && out.costUsd >= b.maxCostUsd)) return "budget_exhausted";
     return undefined;
+  };
+  const checkWork = async () => {
+    report("verifying");
+    out.verification = await o.verify();
+    o.record({ type: "verification", ...out.verification });
+    return out.verification;
   };
   try {
     for (;;) {
-      const stop = stopped();
+      const stop = limitHit();
       if (stop) {
         out.status = stop;
+        if (stop !== "cancelled") await checkWork();
         break;
       }
-      activity = `turn ${out.turns + 1}/${o.maxTurns} · waiting for the model`;
-      o.ctx.progress(activity);
+      report(`turn ${out.turns + 1}/${b.maxTurns} · waiting for the model`);
       o.record({ type: "request", turn: out.turns + 1, messages: messages.length });
       const reply = await o.backend.call({ system: o.system, tools: specs, messages, maxTokens: MAX_OUTPUT_TOKENS }, o.ctx.signal);
       out.turns++;
+      out.modelCalls++;
       out.usage = addUsage(out.usage, reply.usage);
+      out.costUsd = costUsd(o.backend.model, out.usage);
       o.record({ type: "response", turn: out.turns, stop_reason: reply.stopReason, content: reply.content, usage: reply.usage, model: reply.model });
       messages.push({ role: "assistant", content: reply.content });
+      await o.saveMessages(messages);
 
-      const calls = reply.content.filter((b): b is Anthropic.ToolUseBlockParam => b.type === "tool_use");
+      const calls = reply.content.filter((block): block is Anthropic.ToolUseBlockParam => block.type === "tool_use");
       if (calls.length) {
         const results: Block[] = [];
         for (const call of calls) {
-          activity = `turn ${out.turns}/${o.maxTurns} · ${describeCall(call.name, call.input)}`;
-          o.ctx.progress(activity);
+          report(`turn ${out.turns}/${b.maxTurns} · ${describeCall(call.name, call.input)}`);
           const tool = o.tools.find((t) => t.name === call.name);
           const result = tool
             ? await callTool(tool, call.input, o.ctx)
@@ -104,36 +132,60 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
           results.push(toToolResult(call.id, result));
         }
         messages.push({ role: "user", content: results });
+        await o.saveMessages(messages);
         continue;
       }
-      const text = reply.content.flatMap((b) => (b.type === "text" ? [b.text] : [])).join("\n").trim();
       if (reply.stopReason === "max_tokens") {
         messages.push({ role: "user", content: "Your reply was cut off at the output limit. Continue where you stopped." });
         continue;
       }
-      out.summary = text;
-      activity = "verifying";
-      out.verification = await o.verify();
-      o.record({ type: "verification", ...out.verification });
-      if (out.verification.passed) break;
+      out.summary = reply.content.flatMap((block) => (block.type === "text" ? [block.text] : [])).join("\n").trim();
+      if ((await checkWork()).passed) break;
       if (out.fixRounds >= o.fixRounds) {
         out.status = "verification_failed";
         break;
       }
       out.fixRounds++;
-      messages.push({ role: "user", content: failureReport(out.verification) });
-    }
-    if (out.status === "max_turns" || out.status === "budget_exhausted") {
-      activity = "verifying";
-      out.verification = await o.verify();
-      o.record({ type: "verification", ...out.verification });
+      messages.push({ role: "user", content: failureReport(out.verification!) });
+      await o.saveMessages(messages);
     }
   } catch (e) {
-    out.status = o.ctx.signal.aborted ? "cancelled" : "error";
-    if (out.status === "error") out.error = (e as Error).message;
-    o.record({ type: "error", message: (e as Error).message });
+    if (e instanceof NeedsInput) {
+      out.status = "needs_input";
+      out.question = e.question;
+    } else {
+      out.status = o.ctx.signal.aborted ? "cancelled" : "error";
+      if (out.status === "error") out.error = (e as Error).message;
+    }
+    o.record({ type: out.status, message: (e as Error).message });
   } finally {
     clearInterval(heartbeat);
   }
   return out;
+}
+
+/** Continues a saved conversation with a new user message, closing tool calls that never got results. */
+export function continueConversation(saved: Message[], prompt: string): Message[] {
+  const messages = [...saved];
+  const last = messages.at(-1);
+  const text: Block = { type: "text", text: prompt };
+  if (last?.role === "assistant" && Array.isArray(last.content)) {
+    const pending = last.content.filter((block): block is Anthropic.ToolUseBlockParam => block.type === "tool_use");
+    if (pending.length) {
+      const results: Block[] = pending.map((call) => ({
+        type: "tool_result",
+        tool_use_id: call.id,
+        content: call.name === "AskUserQuestion" ? `The user answered: ${prompt}` : "This call was interrupted before it ran; run it again if it is still needed.",
+      }));
+      messages.push({ role: "user", content: [...results, text] });
+      return messages;
+    }
+  }
+  if (last?.role === "user") {
+    const content: Block[] = typeof last.content === "string" ? [{ type: "text", text: last.content }] : [...(last.content as Block[])];
+    messages[messages.length - 1] = { role: "user", content: [...content, text] };
+    return messages;
+  }
+  messages.push({ role: "user", content: prompt });
+  return messages;
 }

@@ -5,7 +5,7 @@ import { pkg } from "./paths.js";
 import { createSandbox, type SandboxMode } from "./sandbox.js";
 import { createServer, fileTools, log } from "./server.js";
 import { createRunTool } from "./tools/run.js";
-import { createTaskTool } from "./tools/task.js";
+import { createTaskTools } from "./tools/task.js";
 import { Workspace } from "./workspace.js";
 
 const HELP = `${pkg.name} ${pkg.version}: an MCP server (stdio) exposing a backend-developer agent.
@@ -27,13 +27,17 @@ Options:
                         test script)
   --task-max-tokens N   Token budget of one Task run (default 3000000)
   --task-timeout SEC    Wall-time budget of one Task run (default 1800)
+  --task-wait SEC       How long a Task call waits before it returns "running" and the run
+                        goes on in the background (default 45; 0: always; none: never)
+  --max-tasks N         Task runs at once (default 2; more wait for a slot)
+  --max-budget-usd X    Default cost limit of one Task run, in US dollars (default: none)
 
 Task uses the Anthropic API when ANTHROPIC_API_KEY is set (ANTHROPIC_BASE_URL and
 BACKEND_AGENT_MODEL are honoured), else the client's model through MCP sampling.
   -h, --help            Show this help
   -v, --version         Show the version
 
-Tools: Read, Write, Edit, Grep, Glob, Run, Task. Logs go to stderr; stdout carries the protocol.`;
+Tools: Read, Write, Edit, Grep, Glob, Run, Task, TaskOutput, TaskStop. Logs go to stderr; stdout carries the protocol.`;
 
 function fail(message: string): never {
   process.stderr.write(`${pkg.name}: ${message}\n`);
@@ -60,6 +64,9 @@ async function main(): Promise<void> {
         "test-command": { type: "string" },
         "task-max-tokens": { type: "string", default: "3000000" },
         "task-timeout": { type: "string", default: "1800" },
+        "task-wait": { type: "string", default: "45" },
+        "max-tasks": { type: "string", default: "2" },
+        "max-budget-usd": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
@@ -76,13 +83,18 @@ async function main(): Promise<void> {
   const maxConcurrent = positive(values["max-commands"], "--max-commands");
   const maxTokens = positive(values["task-max-tokens"], "--task-max-tokens");
   const timeoutMs = positive(values["task-timeout"], "--task-timeout") * 1000;
+  const maxRuns = positive(values["max-tasks"], "--max-tasks");
+  const wait = values["task-wait"];
+  const taskWaitSeconds = wait === "none" ? null : wait === "0" ? 0 : positive(wait, "--task-wait");
+  const maxBudgetUsd = values["max-budget-usd"] === undefined ? undefined : Number(values["max-budget-usd"]);
+  if (maxBudgetUsd !== undefined && !(maxBudgetUsd > 0)) fail(`--max-budget-usd must be a positive number (got "${values["max-budget-usd"]}")`);
 
   const workspace = values.workspace === undefined ? undefined : await Workspace.open(values.workspace).catch((e: Error) => fail(e.message));
   const network = values["allow-network"] || (values["allow-domain"].length ? values["allow-domain"] : false);
   let warn = (message: string) => log(undefined, "warning", message);
   const sandbox = await createSandbox({ mode, network }, (message) => warn(message)).catch((e: Error) => fail(e.message));
   const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: values["allow-env"], maxConcurrent })];
-  const tools = [...agentTools, createTaskTool({ tools: agentTools, testCommand: values["test-command"], maxTokens, timeoutMs })];
+  const tools = [...agentTools, ...createTaskTools({ tools: agentTools, testCommand: values["test-command"], maxTokens, timeoutMs, maxRuns, taskWaitSeconds, maxBudgetUsd })];
   const { server } = createServer({ workspace, tools, notes: sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [] });
   warn = (message) => log(server, "warning", message);
 

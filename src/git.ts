@@ -91,3 +91,17 @@ export async function unifiedDiff(workspace: string, from: string, to: string, m
   const diff = await (await gitIn(workspace)).raw(["diff", "--no-renames", from, to, "--", "."]);
   return diff.length > maxChars ? `${diff.slice(0, maxChars)}\n[… diff cut at ${maxChars} characters]` : diff;
 }
+
+/** A detached git worktree of the checkpoint at dir; node_modules is linked from the workspace so tests can run. */
+export async function addWorktree(workspace: string, ref: string, dir: string): Promise<string> {
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  await (await gitIn(workspace)).raw(["worktree", "add", "--detach", dir, ref]);
+  const modules = path.join(workspace, "node_modules");
+  if (await fs.stat(modules).catch(() => undefined)) await fs.symlink(modules, path.join(dir, "node_modules"), "dir").catch(() => undefined);
+  return fs.realpath(dir);
+}
+
+/** A shell command that applies a worktree run's changes to the workspace. */
+export function mergeCommand(workspace: string, from: string, to: string): string {
+  return `cd ${shellQuote(workspace)} && git diff --binary ${from} ${to} -- . | git apply`;
+}

@@ -1,6 +1,7 @@
 import type Anthropic from "@anthropic-ai/sdk";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { CreateMessageResultWithTools, SamplingMessage } from "@modelcontextprotocol/sdk/types.js";
+import prices from "./prices.json" with { type: "json" };
 import { ToolError } from "./workspace.js";
 
 export type Message = Anthropic.MessageParam;
@@ -41,6 +42,21 @@ export interface ModelBackend {
 
 export const DEFAULT_MODEL = "claude-sonnet-5-5";
 export const emptyUsage = (): Usage => ({ input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
+
+type Price = typeof prices.fallback;
+
+/** Estimated cost in USD from the price table in prices.json (dated snapshot suffixes are ignored). */
+export function costUsd(model: string, u: Usage): number {
+  const p = (prices.models as Record<string, Price>)[model.replace(/-\d{8}$/, "")] ?? prices.fallback;
+  return (u.input_tokens * p.input + u.output_tokens * p.output + u.cache_creation_input_tokens * p.cache_write + u.cache_read_input_tokens * p.cache_read) / 1e6;
+}
+
+export const addUsage = (a: Usage, b: Usage): Usage => ({
+  input_tokens: a.input_tokens + b.input_tokens,
+  output_tokens: a.output_tokens + b.output_tokens,
+  cache_read_input_tokens: a.cache_read_input_tokens + b.cache_read_input_tokens,
+  cache_creation_input_tokens: a.cache_creation_input_tokens + b.cache_creation_input_tokens,
+});
 
 const CACHE = { type: "ephemeral" } as const;
 

@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
+import { isInside } from "./workspace.js";
 
 export type SandboxMode = "auto" | "os" | "off";
 
@@ -82,7 +83,11 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
       sandbox.active = false;
       return undefined;
     }
-    if (root && root !== workspace) throw new Error(`The sandbox was set up for ${root}, not ${workspace}; restart the server.`);
+    if (root) {
+      if (!isInside(root, workspace)) throw new Error(`The sandbox was set up for ${root}, not ${workspace}; restart the server.`);
+      await ready;
+      return manager;
+    }
     root = workspace;
     // The runtime scans the current folder for files that must stay read-only (.git/hooks, .bashrc, …)
     // and puts its temp folder where CLAUDE_CODE_TMPDIR says.

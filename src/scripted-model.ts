@@ -15,7 +15,7 @@ export interface MessagesRequest {
 export type Block = { type: "text"; text: string } | { type: "tool_use"; id: string; name: string; input: unknown };
 
 export type Step =
-  | { content: Block[]; stop_reason?: string; delayMs?: number }
+  | { content: Block[]; stop_reason?: string; delayMs?: number; usage?: { input_tokens: number; output_tokens: number } }
   | { status: number; error: string }
   | ((req: MessagesRequest) => Step);
 
@@ -34,7 +34,7 @@ export class ScriptedModel {
   constructor(private readonly steps: Step[]) {}
 
   async start(): Promise<string> {
-    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
+    if (!this.server.listening) await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
@@ -68,7 +68,9 @@ export class ScriptedModel {
       content: step.content,
       stop_reason: step.stop_reason ?? "end_turn",
       stop_sequence: null,
-      usage: { input_tokens: tokens(last), output_tokens: tokens(step.content), cache_read_input_tokens: this.requests.length > 1 ? cached : 0, cache_creation_input_tokens: this.requests.length > 1 ? tokens(last) : cached },
+      usage: step.usage
+        ? { ...step.usage, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }
+        : { input_tokens: tokens(last), output_tokens: tokens(step.content), cache_read_input_tokens: this.requests.length > 1 ? cached : 0, cache_creation_input_tokens: this.requests.length > 1 ? tokens(last) : cached },
     });
   }
 

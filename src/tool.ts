@@ -8,6 +8,9 @@ import { ToolError, type Workspace } from "./workspace.js";
 /** The one size rule: no tool result may be longer than this (Claude Code refuses results over ~25k tokens). */
 export const MAX_RESULT_CHARS = 80_000;
 
+/** Ends the sub-agent's run from inside a tool (never turned into a tool result). */
+export class Interrupt extends Error {}
+
 export interface ToolContext {
   ws: Workspace;
   signal: AbortSignal;
@@ -15,6 +18,8 @@ export interface ToolContext {
   progress(message: string): void;
   /** The MCP connection, for requests to the client (sampling); absent inside the sub-agent. */
   server?: Server;
+  /** Asks the user a question (MCP elicitation); undefined when there is no way to ask. */
+  ask?(question: string, options?: string[]): Promise<string | undefined>;
 }
 
 export interface ToolOutput {
@@ -78,6 +83,7 @@ export async function callTool(tool: Tool, rawArgs: unknown, ctx: ToolContext): 
     for (const img of out.images ?? []) content.push({ type: "image", ...img });
     return out.structured ? { content, structuredContent: out.structured } : { content };
   } catch (e) {
+    if (e instanceof Interrupt) throw e;
     if (e instanceof ToolError) return errorResult(e.message);
     const code = (e as NodeJS.ErrnoException).code;
     return errorResult(`${tool.name} failed: ${(e as Error).message ?? String(e)}${code ? ` (${code})` : ""}`);
