@@ -42,3 +42,15 @@ export async function connect(args: string[], options: { env?: Record<string, st
 }
 
 export const text = (r: CallToolResult) => r.content.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
+
+/** The text of a successful result; fails the test with the tool's message otherwise. */
+export function ok(r: CallToolResult): string {
+  if (r.isError) throw new Error(`expected success, got an error: ${text(r)}`);
+  return text(r);
+}
+
+/** The text of an error result; fails the test when the call succeeded. */
+export function fail(r: CallToolResult): string {
+  if (r.isError !== true) throw new Error(`expected an error, got: ${text(r)}`);
+  return text(r);
+}

@@ -1,8 +1,16 @@
 import { z } from "zod";
 import { defineTool } from "../tool.js";
-import { fitEntries, RG_BASE, runRg, searchTarget, sortByMtime } from "./grep.js";
+import { fitEntries, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "./grep.js";
 
 const DEFAULT_LIMIT = 1000;
+
+/** rg anchors a glob containing a slash to the workspace root; anchor it to the searched folder instead. */
+function anchorTo(dir: string | undefined, pattern: string): string {
+  const neg = pattern.startsWith("!") ? "!" : "";
+  const body = pattern.slice(neg.length);
+  if (!dir || !body.replace(/\/$/, "").includes("/")) return pattern;
+  return `${neg}${dir.replace(/[*?[\]{}\\!]/g, "\\$&")}/${body.replace(/^\//, "")}`;
+}
 
 export default defineTool({
   name: "Glob",
@@ -14,8 +22,12 @@ export default defineTool({
   }),
   async handle({ pattern, path }, ctx) {
     const target = await searchTarget(path, ctx);
-    const files: string[] = [];
-    await runRg([...RG_BASE, "--files", "--glob", pattern, "--", ...target], ctx, (line) => files.push(line));
+    const matched: string[] = [];
+    const [allowed] = await Promise.all([
+      unignored(target, ctx),
+      runRg([...RG_BASE, "--files", "--glob", anchorTo(target[0], pattern), "--", ...target], ctx, (line) => matched.push(line)),
+    ]);
+    const files = matched.filter((f) => allowed.has(f));
     if (files.length === 0) return { text: `No files match ${pattern}${path ? ` in ${path}` : ""}.` };
     const sorted = await sortByMtime(files, ctx.ws.root);
     return { text: fitEntries(sorted, DEFAULT_LIMIT, files.length, "files", "Use a more specific pattern or path.") };

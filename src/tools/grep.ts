@@ -1,7 +1,6 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
-import { execa } from "execa";
 import { z } from "zod";
 import { defineTool, MAX_RESULT_CHARS, type ToolContext } from "../tool.js";
 import { ToolError } from "../workspace.js";
@@ -14,11 +13,13 @@ const MTIME_SORT_LIMIT = 5_000;
 
 /** Runs rg with an argument array (never a shell string) in the workspace root, calling onLine per stdout line. */
 export async function runRg(args: string[], ctx: ToolContext, onLine: (line: string) => void): Promise<{ exitCode: number; stderr: string }> {
+  const { execa } = await import("execa");
   const child = execa(rgPath, args, { cwd: ctx.ws.root, cancelSignal: ctx.signal, reject: false, buffer: { stdout: false, stderr: true }, stdin: "ignore", stripFinalNewline: true });
   for await (const line of child.iterable({ from: "stdout" })) onLine(line);
-  const { exitCode = 2, stderr, isCanceled } = await child;
+  const { exitCode = 2, stderr, isCanceled, signal } = await child;
   if (isCanceled) throw new ToolError("Cancelled.");
-  if (exitCode > 1) throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `exit code ${exitCode}`}`);
+  // Exit 2 without a message: --no-messages hid unreadable files, or the filters left no file to search.
+  if (exitCode > 1 && (String(stderr).trim() || signal)) throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `killed by ${signal}`}`);
   return { exitCode, stderr: String(stderr) };
 }
 
@@ -31,6 +32,13 @@ export async function searchTarget(p: string | undefined, ctx: ToolContext): Pro
   });
   const rel = ctx.ws.relative(abs);
   return rel === "." ? [] : [rel];
+}
+
+/** The files rg lists without a --glob: a --glob whitelists files that .gitignore skips, so results are checked against these. */
+export async function unignored(target: string[], ctx: ToolContext): Promise<Set<string>> {
+  const files = new Set<string>();
+  await runRg([...RG_BASE, "--files", "--", ...target], ctx, (line) => files.add(line));
+  return files;
 }
 
 /** Newest first when the list is small enough to stat, else by name. */
@@ -82,15 +90,22 @@ export default defineTool({
     if (a.multiline) args.push("--multiline", "--multiline-dotall");
     if (a.glob) args.push("--glob", a.glob);
     if (a.type) args.push("--type", a.type);
-    const operands = ["-e", a.pattern, "--", ...(await searchTarget(a.path, ctx))];
+    const target = await searchTarget(a.path, ctx);
+    const operands = ["-e", a.pattern, "--", ...target];
+    const allowed = a.glob ? await unignored(target, ctx) : undefined;
+    const visible = (file: string) => !allowed || allowed.has(file);
     const narrow = "Narrow the search with path, glob or type, or a more specific pattern.";
 
     if (a.output_mode === "files_with_matches" || a.output_mode === "count") {
       const counts = new Map<string, string>();
-      const mode = a.output_mode === "count" ? "--count" : "--files-with-matches";
-      await runRg([...args, mode, "--null", ...operands], ctx, (line) => {
+      const mode = a.output_mode === "count" ? ["--count", "--with-filename"] : ["--files-with-matches"];
+      await runRg([...args, ...mode, "--null", ...operands], ctx, (line) => {
+        if (a.output_mode === "files_with_matches") {
+          for (const file of line.split("\0")) if (file && visible(file)) counts.set(file, "");
+          return;
+        }
         const [file = "", count = ""] = line.split("\0");
-        counts.set(file, count);
+        if (visible(file)) counts.set(file, count);
       });
       if (counts.size === 0) return { text: "No matches found." };
       if (a.output_mode === "files_with_matches") {
@@ -112,10 +127,16 @@ export default defineTool({
     let prev: { file: string; line: number } | undefined;
     await runRg([...args, "--json", ...operands], ctx, (raw) => {
       const isMatch = raw.startsWith('{"type":"match"');
-      if (isMatch) total++;
-      if (full || (!isMatch && !raw.startsWith('{"type":"context"'))) return;
+      if (!isMatch && !raw.startsWith('{"type":"context"')) return;
+      if (full && !allowed) {
+        if (isMatch) total++;
+        return;
+      }
       const { data } = JSON.parse(raw) as { data: { path: RgText; lines: RgText; line_number: number } };
       const file = decode(data.path);
+      if (!visible(file)) return;
+      if (isMatch) total++;
+      if (full) return;
       const text = decode(data.lines).replace(/\r?\n$/, "");
       const sep = isMatch ? ":" : "-";
       const clipped = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… [${text.length} chars]` : text;
