@@ -118,24 +118,25 @@ export class Workspace {
   }
 
   /** Writes via a temp file in the same folder, fsync and rename; keeps the old file's mode. */
-  async writeAtomic(abs: string, data: Buffer): Promise<Stats> {
-    await fs.mkdir(path.dirname(abs), { recursive: true });
-    const mode = await fs.stat(abs).then((s) => s.mode & 0o7777, () => 0o644);
+  async writeAtomic(abs: string, data: Buffer, existing?: Stats): Promise<Stats> {
+    if (!existing) await fs.mkdir(path.dirname(abs), { recursive: true });
+    const mode = existing ? existing.mode & 0o7777 : 0o644;
     const tmp = path.join(path.dirname(abs), `.${path.basename(abs).slice(0, 200)}.${randomBytes(6).toString("hex")}.tmp`);
     const handle = await fs.open(tmp, "wx", mode);
     try {
+      if (existing) await handle.chmod(mode);
       await handle.writeFile(data);
       await handle.sync();
+      const st = await handle.stat();
       await handle.close();
       await fs.rename(tmp, abs);
+      this.recordRead(abs, st);
+      return st;
     } catch (e) {
       await handle.close().catch(() => undefined);
       await fs.rm(tmp, { force: true });
       throw e;
     }
-    const st = await fs.stat(abs);
-    this.recordRead(abs, st);
-    return st;
   }
 }
 

@@ -90,7 +90,7 @@ describe.concurrent("Grep output modes", () => {
   });
 
   test("count on a single file still names the file", async () => {
-    expect(ok(await grep({ pattern: "o", output_mode: "count", path: "src/app.ts" }))).toBe("4 matching lines in 1 files\nsrc/app.ts:4");
+    expect(ok(await grep({ pattern: "o", output_mode: "count", path: "src/app.ts" }))).toBe("4 matching lines in 1 file\nsrc/app.ts:4");
   });
 
   test("no match says so", async () => {
@@ -191,7 +191,7 @@ describe.concurrent("Grep ignores, safety and size", () => {
   test("many matching files are capped below 80,000 characters with a left-out note", async () => {
     const out = ok(await p.call("Grep", { pattern: "needle", path: "big" }));
     expect(out.length).toBeLessThanOrEqual(80_000);
-    expect(out.startsWith(`Found ${BIG_FILES} files\nbig/file-name-padded`)).toBe(true);
+    expect(out.startsWith(`Found ${BIG_FILES} files (sorted by path: over 1000 files)\nbig/file-name-padded`)).toBe(true);
     const m = new RegExp(`\\n\\n\\[(\\d+) more files left out \\((\\d+) of ${BIG_FILES} shown\\)\\. Narrow the search`).exec(out);
     expect(m).not.toBeNull();
     expect(Number(m![1]) + Number(m![2])).toBe(BIG_FILES);

@@ -19,6 +19,19 @@ function occurrences(text: string, needle: string): number[] {
   return found;
 }
 
+/** The whole lines of text that hold [from, to), with CONTEXT_LINES more on each side, and the number of the first. */
+function around(text: string, from: number, to: number): { line: number; text: string } {
+  let start = text.lastIndexOf("\n", from - 1) + 1;
+  for (let i = 0; i < CONTEXT_LINES && start > 0; i++) start = text.lastIndexOf("\n", start - 2) + 1;
+  let end = text.indexOf("\n", Math.max(from, to - 1));
+  end = end === -1 ? text.length : end + 1;
+  for (let i = 0; i < CONTEXT_LINES && end < text.length; i++) {
+    const next = text.indexOf("\n", end);
+    end = next === -1 ? text.length : next + 1;
+  }
+  return { line: lineOf(text, start), text: text.slice(start, end) };
+}
+
 /** The file lines most like the first line of old_string, to show where the model's memory went wrong. */
 function nearestLines(lines: string[], oldString: string): string {
   const probe = oldString.split(/\r?\n/).find((l) => l.trim())?.trim().slice(0, 200);
@@ -76,16 +89,19 @@ export default defineTool({
         throw new ToolError(`old_string occurs ${found.length} times in ${name} (lines ${at.join(", ")}${found.length > at.length ? ", …" : ""}). Add surrounding lines to make it unique, or set replace_all to true.`);
       }
       const updated = replace_all ? file.text.split(from).join(to) : file.text.slice(0, found[0]) + to + file.text.slice(found[0]! + from.length);
-      await ws.writeAtomic(abs, encodeText({ ...file, text: updated }));
+      await ws.writeAtomic(abs, encodeText({ ...file, text: updated }), st);
 
-      const firstLine = lineOf(updated, found[0]!);
-      const lastLine = firstLine + splitLines(to).length - 1;
-      const lines = splitLines(updated);
-      const start = Math.max(1, firstLine - CONTEXT_LINES);
-      const end = Math.min(lines.length, lastLine + CONTEXT_LINES);
-      const snippet = lines.slice(start - 1, end).map((l, i) => numberLine(start + i, l)).join("\n");
-      const { createTwoFilesPatch } = await import("diff");
-      const diff = createTwoFilesPatch(`a/${name}`, `b/${name}`, file.text.replaceAll("\r\n", "\n"), updated.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
+      // Only the region around the change is numbered and diffed, so the cost does not grow with the file.
+      const first = found[0]!;
+      const oldEnd = found.at(-1)! + from.length;
+      const newEnd = oldEnd + (replace_all ? found.length : 1) * (to.length - from.length);
+      const shown = around(updated, first, newEnd);
+      const snippet = splitLines(shown.text).map((l, i) => numberLine(shown.line + i, l)).join("\n");
+      const before = around(file.text, first, oldEnd);
+      const { structuredPatch, formatPatch } = await import("diff");
+      const patch = structuredPatch(`a/${name}`, `b/${name}`, before.text.replaceAll("\r\n", "\n"), shown.text.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
+      for (const h of patch.hunks) [h.oldStart, h.newStart] = [h.oldStart + before.line - 1, h.newStart + shown.line - 1];
+      const diff = formatPatch(patch);
       const count = replace_all ? found.length : 1;
       return {
         text: `Edited ${name}: ${count} replacement${count === 1 ? "" : "s"}. The edited region:\n${snippet}`,

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../tool.js";
-import { fitEntries, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "./grep.js";
+import { fitEntries, plural, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "./grep.js";
 
 const DEFAULT_LIMIT = 1000;
 
@@ -25,11 +25,11 @@ export default defineTool({
     const matched: string[] = [];
     const [allowed] = await Promise.all([
       unignored(target, ctx),
-      runRg([...RG_BASE, "--files", "--glob", anchorTo(target[0], pattern), "--", ...target], ctx, (line) => matched.push(line)),
+      runRg([...RG_BASE, "--files", "--glob", anchorTo(target[0], pattern.replace(/^\.\//, "")), "--", ...target], ctx, (line) => matched.push(line)),
     ]);
     const files = matched.filter((f) => allowed.has(f));
     if (files.length === 0) return { text: `No files match ${pattern}${path ? ` in ${path}` : ""}.` };
-    const sorted = await sortByMtime(files, ctx.ws.root);
-    return { text: fitEntries(sorted, DEFAULT_LIMIT, files.length, "files", "Use a more specific pattern or path.") };
+    const { sorted, note } = await sortByMtime(files, ctx.ws.root);
+    return { text: `${note ? `${plural(files.length, "file")}${note}\n` : ""}${fitEntries(sorted, DEFAULT_LIMIT, files.length, "files", "Use a more specific pattern or path.")}` };
   },
 });

@@ -33,7 +33,7 @@ export default defineTool({
           file = { ...prev, text: content.includes("\r") ? content : matchLineEndings(content, usesCRLF(prev.text)) };
         }
       }
-      const written = await ws.writeAtomic(abs, encodeText(file));
+      const written = await ws.writeAtomic(abs, encodeText(file), st);
       const action = st ? "overwritten" : "created";
       const lines = content === "" ? 0 : content.split("\n").length - (content.endsWith("\n") ? 1 : 0);
       const message = `${st ? "Overwrote" : "Created"} ${name} (${lines} lines, ${written.size} bytes).`;
