@@ -162,7 +162,7 @@ describe("resume and questions", () => {
     const done = view(await task(conn));
     expect(done.status).toBe("completed");
     expect(asked).toEqual(["Which database?"]);
-    const result = (model.requests[1]!.messages.at(-1)!.content as { content: { text: string }[] }[])[0]!;
+    const result = (model.requests[1]!.messages.at(-1)!.content as unknown as { content: { text: string }[] }[])[0]!;
     expect(result.content[0]!.text).toBe("The user answered: Postgres");
   });
 });

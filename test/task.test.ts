@@ -6,7 +6,7 @@ import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextpr
 import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/demo.js";
 import { overloaded, reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
-import type { TaskReport } from "../src/tools/task.js";
+import type { TaskReport } from "../src/runs.js";
 import { connect, tempDir, text, type Connection } from "./helpers.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];
