@@ -1,5 +1,4 @@
 import fs from "node:fs/promises";
-import path from "node:path";
 import { z } from "zod";
 import { defineTool, MAX_RESULT_CHARS } from "../tool.js";
 import { decodeText, errno, looksBinary, ToolError } from "../workspace.js";
@@ -8,7 +7,16 @@ const DEFAULT_LIMIT = 2000;
 const MAX_LINE = 2000;
 const MAX_FILE_BYTES = 64 * 1024 * 1024;
 const MAX_IMAGE_BYTES = 3.75 * 1024 * 1024;
-const IMAGE_TYPES: Record<string, string> = { ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp" };
+
+/** The image type from the file's first bytes (PNG, JPEG, GIF, WebP), whatever its name says. */
+function imageType(buf: Buffer): string | undefined {
+  const ascii = buf.subarray(0, 12).toString("latin1");
+  if (ascii.startsWith("\x89PNG\r\n\x1a\n")) return "image/png";
+  if (buf[0] === 0xff && buf[1] === 0xd8 && buf[2] === 0xff) return "image/jpeg";
+  if (ascii.startsWith("GIF87a") || ascii.startsWith("GIF89a")) return "image/gif";
+  if (ascii.startsWith("RIFF") && ascii.slice(8, 12) === "WEBP") return "image/webp";
+  return undefined;
+}
 
 export const numberLine = (n: number, line: string) => `${String(n).padStart(6)}\t${line}`;
 
@@ -45,19 +53,17 @@ export default defineTool({
     if (st.isDirectory()) return describeDirectory(abs, name);
     if (!st.isFile()) throw new ToolError(`${name} is not a regular file.`);
 
-    const mimeType = IMAGE_TYPES[path.extname(abs).toLowerCase()];
-    if (mimeType) {
-      if (st.size > MAX_IMAGE_BYTES) throw new ToolError(`${name} is an image of ${st.size} bytes; images up to ${MAX_IMAGE_BYTES} bytes can be read.`);
-      const data = await fs.readFile(abs);
-      ws.recordRead(abs, st);
-      return { text: `Image ${name} (${mimeType}, ${st.size} bytes)`, images: [{ data: data.toString("base64"), mimeType }] };
-    }
     if (st.size > MAX_FILE_BYTES) {
       throw new ToolError(`${name} is ${(st.size / 1048576).toFixed(0)} MB; Read handles files up to 64 MB. Use Grep to find the lines you need.`);
     }
     const buf = await fs.readFile(abs);
-    if (looksBinary(buf)) throw new ToolError(`${name} is a binary file (${st.size} bytes) and cannot be shown as text.`);
     ws.recordRead(abs, st);
+    const mimeType = imageType(buf);
+    if (mimeType) {
+      if (st.size > MAX_IMAGE_BYTES) throw new ToolError(`${name} is an image of ${st.size} bytes; images up to ${MAX_IMAGE_BYTES} bytes can be read.`);
+      return { text: `Image ${name} (${mimeType}, ${st.size} bytes)`, images: [{ data: buf.toString("base64"), mimeType }] };
+    }
+    if (looksBinary(buf)) throw new ToolError(`${name} is a binary file (${st.size} bytes) and cannot be shown as text.`);
     if (buf.length === 0) return { text: `${name} exists but is empty (0 bytes).` };
 
     const lines = splitLines(decodeText(buf).text);
