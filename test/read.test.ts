@@ -127,6 +127,13 @@ describe("Read special files", () => {
     ]);
   });
 
+  test("images are recognised by their bytes, not their names", async () => {
+    await put("img/renamed.dat", PNG);
+    expect((await read("img/renamed.dat")).content[1]).toEqual({ type: "image", data: PNG.toString("base64"), mimeType: "image/png" });
+    await put("img/notes.png", "not really an image\n");
+    expect(ok(await read("img/notes.png"))).toBe("     1\tnot really an image");
+  });
+
   test("other binary files are refused with a clear error", async () => {
     await put("blob.bin", Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x01, 0x00, 0x00, 0x41]));
     expect(fail(await read("blob.bin"))).toBe("blob.bin is a binary file (9 bytes) and cannot be shown as text.");
