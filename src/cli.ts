@@ -37,7 +37,8 @@ BACKEND_AGENT_MODEL are honoured), else the client's model through MCP sampling.
   -h, --help            Show this help
   -v, --version         Show the version
 
-Tools: Read, Write, Edit, Grep, Glob, Run, Task, TaskOutput, TaskStop. Logs go to stderr; stdout carries the protocol.`;
+Tools: Read, Write, Edit, Grep, Glob, Run, Task, TaskOutput, TaskStop. Logs go to stderr; stdout carries the protocol.
+Set-up for a client: ${pkg.name} init --help`;
 
 function fail(message: string): never {
   process.stderr.write(`${pkg.name}: ${message}\n`);
@@ -51,6 +52,7 @@ function positive(value: string, flag: string): number {
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === "init") return void (process.exitCode = await (await import("./init.js")).init(process.argv.slice(3)));
   let values;
   try {
     ({ values } = parseArgs({

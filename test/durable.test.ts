@@ -77,7 +77,7 @@ describe("background runs", () => {
   });
 
   test("TaskStop ends a run and leaves no process", async () => {
-    const marker = "306.4242";
+    const marker = `306.${process.pid}1`;
     const { conn } = await setup([reply(use("Run", { command: `sleep ${marker}` }))]);
     const started = view(await task(conn, { run_in_background: true }));
     const alive = () => spawnSync("pgrep", ["-f", marker]).status === 0;

@@ -75,7 +75,7 @@ describe("Run", () => {
   });
 
   test("a timeout kills the whole tree, background jobs and grandchildren included", async () => {
-    const marker = "301.4242";
+    const marker = `301.${process.pid}1`;
     const r = await c.call("Run", { command: `sleep ${marker} & (sleep ${marker}; echo never) & bash -c 'sleep ${marker}'; wait`, timeout: 1000 });
     const s = structured(r);
     expect(s.timed_out).toBe(true);
@@ -84,14 +84,14 @@ describe("Run", () => {
   });
 
   test("background jobs left behind by a finished command are ended", async () => {
-    const marker = "302.4242";
+    const marker = `302.${process.pid}1`;
     const s = structured(await c.call("Run", { command: `sleep ${marker} & echo started` }));
     expect(s.output).toBe("started\n");
     expect(await waitUntil(() => !alive(marker), 2000)).toBe(true);
   });
 
   test("cancelling the request kills the tree within a second and the server goes on", async () => {
-    const marker = "303.4242";
+    const marker = `303.${process.pid}1`;
     const abort = new AbortController();
     const call = c.client.callTool({ name: "Run", arguments: { command: `sleep ${marker} & sleep ${marker}; wait` } }, undefined, { signal: abort.signal });
     expect(await waitUntil(() => alive(marker), 5000)).toBe(true);

@@ -147,7 +147,7 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
   });
 
   test("a client cancel during Run ends the run as cancelled, with no process left and the report on disk", async () => {
-    const marker = "305.4242";
+    const marker = `305.${process.pid}1`;
     const { ws, conn } = await withModel([reply(use("Write", { file_path: "notes.txt", content: "x\n" })), reply(use("Run", { command: `sleep ${marker}` }))]);
     const abort = new AbortController();
     const call = conn.client.callTool({ name: "Task", arguments: { description: "cancel me", prompt: "Work." } }, undefined, { signal: abort.signal });
