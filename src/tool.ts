@@ -62,6 +62,23 @@ export function capText(text: string, max = MAX_RESULT_CHARS): string {
   return text.slice(0, Math.ceil(keep * 0.7)) + marker + text.slice(text.length - Math.floor(keep * 0.3));
 }
 
+/** Cuts a structured result's longest strings, then its longest lists, until its JSON fits the result limit. */
+export function fitStructured<T>(value: T): T {
+  const cut = (v: unknown, maxString: number, maxItems: number): unknown => {
+    if (typeof v === "string") return v.length > maxString ? `${v.slice(0, maxString)}… [${v.length - maxString} characters cut]` : v;
+    if (Array.isArray(v)) return v.slice(0, maxItems).map((x) => cut(x, maxString, maxItems));
+    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cut(x, maxString, maxItems)]));
+    return v;
+  };
+  let fitted: unknown = value;
+  for (let maxString = MAX_RESULT_CHARS, maxItems = 10_000; JSON.stringify(fitted).length > MAX_RESULT_CHARS && maxString > 50; ) {
+    maxString = Math.floor(maxString / 2);
+    if (maxString < 2_000) maxItems = Math.max(1, Math.floor(maxItems / 4));
+    fitted = cut(value, maxString, maxItems);
+  }
+  return fitted as T;
+}
+
 function formatIssues(error: z.ZodError): string {
   return error.issues
     .map((i) => {
@@ -81,7 +98,7 @@ export async function callTool(tool: Tool, rawArgs: unknown, ctx: ToolContext): 
     const out = await tool.handle(parsed.data, ctx);
     const content: CallResult["content"] = [{ type: "text", text: capText(out.text) }];
     for (const img of out.images ?? []) content.push({ type: "image", ...img });
-    return out.structured ? { content, structuredContent: out.structured } : { content };
+    return out.structured ? { content, structuredContent: fitStructured(out.structured) } : { content };
   } catch (e) {
     if (e instanceof Interrupt) throw e;
     if (e instanceof ToolError) return errorResult(e.message);
