@@ -126,7 +126,14 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
           report(`turn ${out.turns}/${b.maxTurns} · ${describeCall(call.name, call.input)}`);
           const tool = o.tools.find((t) => t.name === call.name);
           const result = tool
-            ? await callTool(tool, call.input, o.ctx)
+            ? await callTool(tool, call.input, o.ctx).catch(async (e: unknown) => {
+                // Pausing for the user: keep the results of the calls that did run, so a resume does not repeat them.
+                if (e instanceof NeedsInput && results.length) {
+                  messages.push({ role: "user", content: results });
+                  await o.saveMessages(messages);
+                }
+                throw e;
+              })
             : { content: [{ type: "text" as const, text: `Tool "${call.name}" is not available to this agent. Available: ${o.tools.map((t) => t.name).join(", ")}.` }], isError: true };
           o.record({ type: "tool", turn: out.turns, name: call.name, input: call.input, isError: result.isError ?? false, result: result.content });
           results.push(toToolResult(call.id, result));
@@ -167,25 +174,17 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
 /** Continues a saved conversation with a new user message, closing tool calls that never got results. */
 export function continueConversation(saved: Message[], prompt: string): Message[] {
   const messages = [...saved];
-  const last = messages.at(-1);
+  const lastAssistant = messages.findLastIndex((m) => m.role === "assistant");
+  const blocks = (m: Message | undefined): Block[] => (!m ? [] : typeof m.content === "string" ? [{ type: "text", text: m.content }] : (m.content as Block[]));
+  const answered = new Set(blocks(messages[lastAssistant + 1]).flatMap((b) => (b.type === "tool_result" ? [b.tool_use_id] : [])));
+  const pending = blocks(messages[lastAssistant]).filter((b): b is Anthropic.ToolUseBlockParam => b.type === "tool_use" && !answered.has(b.id));
+  const results: Block[] = pending.map((call) => ({
+    type: "tool_result",
+    tool_use_id: call.id,
+    content: call.name === "AskUserQuestion" ? `The user answered: ${prompt}` : "This call was interrupted before it ran; run it again if it is still needed.",
+  }));
   const text: Block = { type: "text", text: prompt };
-  if (last?.role === "assistant" && Array.isArray(last.content)) {
-    const pending = last.content.filter((block): block is Anthropic.ToolUseBlockParam => block.type === "tool_use");
-    if (pending.length) {
-      const results: Block[] = pending.map((call) => ({
-        type: "tool_result",
-        tool_use_id: call.id,
-        content: call.name === "AskUserQuestion" ? `The user answered: ${prompt}` : "This call was interrupted before it ran; run it again if it is still needed.",
-      }));
-      messages.push({ role: "user", content: [...results, text] });
-      return messages;
-    }
-  }
-  if (last?.role === "user") {
-    const content: Block[] = typeof last.content === "string" ? [{ type: "text", text: last.content }] : [...(last.content as Block[])];
-    messages[messages.length - 1] = { role: "user", content: [...content, text] };
-    return messages;
-  }
-  messages.push({ role: "user", content: prompt });
+  if (messages.at(-1)?.role === "user") messages[messages.length - 1] = { role: "user", content: [...blocks(messages.at(-1)), ...results, text] };
+  else messages.push({ role: "user", content: [...results, text] });
   return messages;
 }

@@ -13,12 +13,17 @@ export interface FileChange {
   deletions: number;
 }
 
+const SAFE_CONFIG = ["core.fsmonitor=false", "core.hooksPath=/dev/null", "diff.external=", "core.untrackedCache=false"];
+/** Folders never worth snapshotting, added to the exclude file of a repository the server initialises. */
+const DEFAULT_EXCLUDES = ["node_modules/", ".venv/", "__pycache__/"];
+
 export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 async function gitIn(dir: string, env: Record<string, string> = {}): Promise<SimpleGit> {
   const { simpleGit } = await import("simple-git");
   const base = Object.fromEntries(["PATH", "HOME", "LANG", "TMPDIR"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
-  return simpleGit({ baseDir: dir, allowEnvironment: [...Object.keys(IDENTITY), "GIT_INDEX_FILE"] }).env({ ...base, ...IDENTITY, ...env });
+  // The server runs git outside the sandbox: no hooks, no fsmonitor, no external diff or textconv programs.
+  return simpleGit({ baseDir: dir, allowEnvironment: [...Object.keys(IDENTITY), "GIT_INDEX_FILE"], config: SAFE_CONFIG, unsafe: { allowUnsafeFsMonitor: true, allowUnsafeHooksPath: true, allowUnsafeDiffExternal: true } }).env({ ...base, ...IDENTITY, ...env });
 }
 
 /** Makes sure the workspace is in a git repository whose exclude file ignores the agent's run records. */
@@ -32,9 +37,10 @@ export async function ensureRepo(workspace: string): Promise<{ initialised: bool
   const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
   const exclude = path.join(gitDir, "info", "exclude");
   const current = await fs.readFile(exclude, "utf8").catch(() => "");
-  if (!current.split("\n").includes(`${RUNS_DIR}/`)) {
+  const missing = [`${RUNS_DIR}/`, ...(initialised ? DEFAULT_EXCLUDES : [])].filter((line) => !current.split("\n").includes(line));
+  if (missing.length) {
     await fs.mkdir(path.dirname(exclude), { recursive: true });
-    await fs.appendFile(exclude, `${current && !current.endsWith("\n") ? "\n" : ""}${RUNS_DIR}/\n`);
+    await fs.appendFile(exclude, `${current && !current.endsWith("\n") ? "\n" : ""}${missing.join("\n")}\n`);
   }
   return { initialised };
 }
@@ -47,7 +53,8 @@ export async function snapshot(workspace: string, message: string): Promise<stri
     const git = await gitIn(workspace, { GIT_INDEX_FILE: index });
     const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
     await fs.copyFile(path.join(gitDir, "index"), index).catch(() => undefined);
-    await git.raw(["add", "-A", "--", "."]);
+    // node_modules stays out even when not ignored: a worktree links it from the workspace.
+    await git.raw(["add", "-A", "--", ".", ":(exclude)node_modules"]);
     const tree = (await git.raw(["write-tree"])).trim();
     const head = await git.revparse(["--verify", "-q", "HEAD"]).then((h) => h.trim(), () => "");
     return (await git.raw(["commit-tree", tree, ...(head ? ["-p", head] : []), "-m", message])).trim();
@@ -60,37 +67,34 @@ export async function setRef(workspace: string, ref: string, commit: string): Pr
   await (await gitIn(workspace)).raw(["update-ref", ref, commit]);
 }
 
-/** Files that differ between two snapshots, with line counts, limited to the workspace. */
+/** Files that differ between two snapshots, with line counts, limited to the workspace (NUL-separated, so any file name works). */
 export async function changes(workspace: string, from: string, to: string): Promise<FileChange[]> {
   const git = await gitIn(workspace);
-  const [numstat, status] = await Promise.all([
-    git.raw(["diff", "--numstat", "--no-renames", from, to, "--", "."]),
-    git.raw(["diff", "--name-status", "--no-renames", from, to, "--", "."]),
-  ]);
-  const kinds = new Map(status.trim().split("\n").filter(Boolean).map((l) => { const [s, f] = l.split("\t"); return [f!, s!] as const; }));
-  const prefix = (await git.revparse(["--show-prefix"])).trim();
+  const diff = (format: string) => git.raw(["diff", format, "-z", "--relative", "--no-renames", "--no-ext-diff", "--no-textconv", from, to, "--", "."]);
+  const [numstat, status] = await Promise.all([diff("--numstat"), diff("--name-status")]);
+  const kinds = new Map<string, string>();
+  const tokens = status.split("\0");
+  for (let i = 0; i + 1 < tokens.length; i += 2) kinds.set(tokens[i + 1]!, tokens[i]!);
   return numstat
-    .trim()
-    .split("\n")
+    .split("\0")
     .filter(Boolean)
-    .map((l) => {
-      const [ins, del, file] = l.split("\t") as [string, string, string];
+    .map((record) => {
+      const [ins = "", del = "", ...name] = record.split("\t");
+      const file = name.join("\t");
       const s = kinds.get(file);
-      return { path: file.slice(prefix.length), status: s === "A" ? "added" : s === "D" ? "deleted" : "modified", insertions: Number(ins) || 0, deletions: Number(del) || 0 };
+      return { path: file, status: s === "A" ? "added" : s === "D" ? "deleted" : "modified", insertions: Number(ins) || 0, deletions: Number(del) || 0 };
     });
 }
 
 /** A shell command that puts the workspace back as it was at the checkpoint. */
 export function revertCommand(workspace: string, ref: string, changed: FileChange[]): string {
-  const added = changed.filter((c) => c.status === "added").map((c) => shellQuote(c.path));
-  const rm = added.length ? ` && rm -f -- ${added.join(" ")}` : "";
-  return `cd ${shellQuote(workspace)} && git restore --source=${ref} --worktree -- .${rm}`;
+  if (!changed.length) return "(nothing to revert: no file changed)";
+  const paths = (added: boolean) => changed.filter((c) => (c.status === "added") === added).map((c) => shellQuote(c.path));
+  const [restore, remove] = [paths(false), paths(true)];
+  const steps = [`cd ${shellQuote(workspace)}`, ...(restore.length ? [`git restore --source=${ref} --worktree -- ${restore.join(" ")}`] : []), ...(remove.length ? [`rm -f -- ${remove.join(" ")}`] : [])];
+  return steps.join(" && ");
 }
 
-export async function unifiedDiff(workspace: string, from: string, to: string, maxChars: number): Promise<string> {
-  const diff = await (await gitIn(workspace)).raw(["diff", "--no-renames", from, to, "--", "."]);
-  return diff.length > maxChars ? `${diff.slice(0, maxChars)}\n[… diff cut at ${maxChars} characters]` : diff;
-}
 
 /** A detached git worktree of the checkpoint at dir; node_modules is linked from the workspace so tests can run. */
 export async function addWorktree(workspace: string, ref: string, dir: string): Promise<string> {
@@ -103,5 +107,5 @@ export async function addWorktree(workspace: string, ref: string, dir: string): 
 
 /** A shell command that applies a worktree run's changes to the workspace. */
 export function mergeCommand(workspace: string, from: string, to: string): string {
-  return `cd ${shellQuote(workspace)} && git diff --binary ${from} ${to} -- . | git apply`;
+  return `cd ${shellQuote(workspace)} && git diff --binary --relative ${from} ${to} -- . > .backend-agent-merge.patch && git apply .backend-agent-merge.patch && rm .backend-agent-merge.patch`;
 }

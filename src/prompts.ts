@@ -58,13 +58,16 @@ export interface Agent {
   source: string;
 }
 
+/** Claude Code tool names in agent definitions, mapped to this server's tools. */
+const TOOL_ALIASES: Record<string, string> = { Bash: "Run", MultiEdit: "Edit", LS: "Glob" };
+
 function toAgent(doc: Doc<AgentMeta>, source: string): Agent {
   const tools = typeof doc.meta.tools === "string" ? doc.meta.tools.split(",") : doc.meta.tools;
   const model = doc.meta.model && doc.meta.model !== "inherit" ? doc.meta.model : undefined;
   return {
     name: doc.meta.name,
     description: doc.meta.description ?? "",
-    tools: tools?.map((t) => t.trim()).filter(Boolean),
+    tools: tools?.map((t) => TOOL_ALIASES[t.trim()] ?? t.trim()).filter(Boolean),
     model,
     systemPrompt: doc.body,
     source,
@@ -76,8 +79,12 @@ async function agentsIn(dir: string): Promise<Agent[]> {
   const agents: Agent[] = [];
   for (const f of files.filter((f) => f.endsWith(".md")).sort()) {
     const file = path.join(dir, f);
-    const doc = parseFrontMatter<AgentMeta>(await fs.readFile(file, "utf8"), file);
-    if (doc.meta.name) agents.push(toAgent(doc, file));
+    try {
+      const doc = parseFrontMatter<AgentMeta>(await fs.readFile(file, "utf8"), file);
+      if (doc.meta.name) agents.push(toAgent(doc, file));
+    } catch (e) {
+      process.stderr.write(`skipping agent definition ${file}: ${(e as Error).message}\n`);
+    }
   }
   return agents;
 }

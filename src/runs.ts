@@ -9,6 +9,7 @@ import { loadAgents, type Agent } from "./prompts.js";
 import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
 import { verify, type Verification } from "./verify.js";
+import { Semaphore } from "./semaphore.js";
 import { ToolError, Workspace } from "./workspace.js";
 
 /** Durable Task runs: each lives in .backend-agent/runs/<id>/ (state, conversation, transcript, report) so nothing is only in memory. */
@@ -87,12 +88,14 @@ const toolsFor = (agent: Agent, all: Tool[]) => [...all, ask].filter((t) => !age
 
 const MODEL_ALIASES: Record<string, string> = { sonnet: "claude-sonnet-5-5", opus: "claude-opus-5-5", haiku: "claude-haiku-5-5" };
 const FIX_ROUNDS = 2;
+const LIST_LIMIT = 50;
 
 const runsDir = (root: string) => path.join(root, RUNS_DIR, "runs");
 const runDir = (root: string, id: string) => path.join(runsDir(root), id);
 const readJson = <T>(file: string): Promise<T | undefined> => fs.readFile(file, "utf8").then((t) => JSON.parse(t) as T, () => undefined);
 
 async function writeJson(file: string, value: unknown): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${randomBytes(4).toString("hex")}.tmp`;
   await fs.writeFile(tmp, JSON.stringify(value, null, 2));
   await fs.rename(tmp, file);
@@ -111,27 +114,12 @@ function alive(pid: number): boolean {
   }
 }
 
-/** A FIFO mutex per key. */
-function mutexes() {
-  const tails = new Map<string, Promise<void>>();
-  return async (key: string): Promise<() => void> => {
-    const previous = tails.get(key) ?? Promise.resolve();
-    let release!: () => void;
-    const next = new Promise<void>((r) => (release = r));
-    const tail = previous.then(() => next);
-    tails.set(key, tail);
-    await previous;
-    return () => {
-      release();
-      if (tails.get(key) === tail) tails.delete(key);
-    };
-  };
-}
-
 interface LiveRun {
   root: string;
   state: RunState;
-  release?: () => void;
+  releases: (() => void)[];
+  /** State writes, chained so a late one never lands after the final one. */
+  saved: Promise<void>;
   abort: AbortController;
   done: Promise<TaskReport>;
   listeners: Set<(message: string) => void>;
@@ -139,13 +127,13 @@ interface LiveRun {
 
 export class RunManager {
   private readonly live = new Map<string, LiveRun>();
-  /** Which run holds each workspace (runs without a worktree take turns). */
-  private readonly holder = new Map<string, string>();
-  private readonly lock = mutexes();
-  private running = 0;
-  private readonly slotQueue: (() => void)[] = [];
+  /** Runs without a worktree take turns on their workspace. */
+  private readonly workspaces = new Map<string, Semaphore>();
+  private readonly slots: Semaphore;
 
-  constructor(private readonly config: RunConfig) {}
+  constructor(private readonly config: RunConfig) {
+    this.slots = new Semaphore(config.maxRuns);
+  }
 
   /** Starts a run (or resumes an ended one) detached from any request; returns at once. */
   async start(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
@@ -174,7 +162,18 @@ export class RunManager {
   private async resume(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
     const root = ctx.ws.root;
     const id = req.resume!;
-    if (this.live.has(id)) throw new ToolError(`Run ${id} is still running: wait for it with TaskOutput, or stop it with TaskStop, before resuming.`);
+    if (this.live.has(id) || this.resuming.has(id)) throw new ToolError(`Run ${id} is still running: wait for it with TaskOutput, or stop it with TaskStop, before resuming.`);
+    this.resuming.add(id);
+    try {
+      return await this.prepareResume(req, ctx, root, id);
+    } finally {
+      this.resuming.delete(id);
+    }
+  }
+
+  private readonly resuming = new Set<string>();
+
+  private async prepareResume(req: TaskRequest, ctx: ToolContext, root: string, id: string): Promise<LiveRun> {
     const prev = await this.view(root, id);
     if (!("summary" in prev)) throw new ToolError(`Run ${id} is ${prev.status} in another server process; it cannot be resumed here.`);
     const saved = await readJson<Message[]>(path.join(runDir(root, id), "messages.json"));
@@ -190,23 +189,25 @@ export class RunManager {
   }
 
   private launch(root: string, state: RunState, ctx: ToolContext, prepared: Prepared): LiveRun {
-    const live: LiveRun = { root, state, abort: new AbortController(), listeners: new Set(), done: undefined as unknown as Promise<TaskReport> };
+    const live: LiveRun = { root, state, releases: [], saved: Promise.resolve(), abort: new AbortController(), listeners: new Set(), done: undefined as unknown as Promise<TaskReport> };
     this.live.set(state.run_id, live);
     live.done = this.execute(live, ctx, prepared).finally(() => this.live.delete(state.run_id));
+    // A run in the background has no caller to see a failure: never let it become an unhandled rejection.
+    live.done.catch((e: Error) => process.stderr.write(`run ${state.run_id} failed: ${e.stack ?? e}\n`));
     return live;
   }
 
-  private async acquireSlot(live: LiveRun): Promise<void> {
-    if (this.running >= this.config.maxRuns) {
-      this.note(live, `queued: ${this.running} runs in progress (at most ${this.config.maxRuns} at once)`);
-      await new Promise<void>((r) => this.slotQueue.push(r));
+  /** Waits (abortably) for the workspace, unless the run has its own worktree, then for a run slot. */
+  private async acquire(live: LiveRun): Promise<void> {
+    const signal = live.abort.signal;
+    if (live.state.isolation === "none") {
+      const turn = this.workspaces.get(live.root) ?? new Semaphore(1);
+      this.workspaces.set(live.root, turn);
+      if (turn.busy) this.note(live, "queued: another run is changing this workspace");
+      live.releases.push(await turn.acquire(signal));
     }
-    this.running++;
-  }
-
-  private releaseSlot(): void {
-    this.running--;
-    this.slotQueue.shift()?.();
+    if (this.slots.busy) this.note(live, `queued: ${this.config.maxRuns} runs in progress (at most ${this.config.maxRuns} at once)`);
+    live.releases.push(await this.slots.acquire(signal));
   }
 
   private note(live: LiveRun, activity: string): void {
@@ -214,26 +215,21 @@ export class RunManager {
     for (const l of live.listeners) l(activity);
   }
 
-  private async persist(live: LiveRun): Promise<void> {
-    live.state.updated_at = new Date().toISOString();
-    await writeJson(path.join(runDir(live.root, live.state.run_id), "state.json"), live.state).catch(() => undefined);
+  private persist(live: LiveRun): Promise<void> {
+    const file = path.join(runDir(live.root, live.state.run_id), "state.json");
+    live.saved = live.saved.then(() => writeJson(file, { ...live.state, updated_at: new Date().toISOString() })).catch(() => undefined);
+    return live.saved;
   }
 
-  /** Waits for a slot and, unless isolated, for the workspace; then takes the checkpoint (and worktree). */
+  /** Takes the checkpoint (and the worktree) once the run may start. */
   private async setup(live: LiveRun): Promise<string[]> {
     const { root, state } = live;
     const notes: string[] = [];
-    if (state.isolation === "none") {
-      const holder = this.holder.get(root);
-      if (holder) this.note(live, `waiting: run ${holder} is changing this workspace`);
-      live.release = await this.lock(root);
-      this.holder.set(root, state.run_id);
-    }
-    if (live.abort.signal.aborted) throw new Error("cancelled before it started");
     if (!state.checkpoint) {
       if ((await ensureRepo(root)).initialised) notes.push("The workspace was not a git repository; one was initialised for the checkpoint.");
-      state.checkpoint = `refs/backend-agent/${state.run_id}`;
-      await setRef(root, state.checkpoint, await snapshot(root, `backend-agent checkpoint before ${state.run_id}: ${state.description}`));
+      const ref = `refs/backend-agent/${state.run_id}`;
+      await setRef(root, ref, await snapshot(root, `backend-agent checkpoint before ${state.run_id}: ${state.description}`));
+      state.checkpoint = ref;
       if (state.isolation === "worktree") {
         state.workdir = await addWorktree(root, state.checkpoint, path.join(root, RUNS_DIR, "worktrees", state.run_id));
         notes.push(`Worked in the git worktree ${state.workdir}; the workspace itself was not changed.`);
@@ -245,22 +241,22 @@ export class RunManager {
   private async execute(live: LiveRun, ctx: ToolContext, prepared: Prepared): Promise<TaskReport> {
     const { root, state } = live;
     const dir = runDir(root, state.run_id);
-    const started = Date.now();
-    let slot = false;
+    let started = Date.now();
     let written = Promise.resolve();
     const record = (event: Record<string, unknown>) => {
       const line = `${JSON.stringify({ t: new Date().toISOString(), run_id: state.run_id, ...event })}\n`;
       written = written.then(() => fs.appendFile(path.join(dir, "transcript.jsonl"), line)).catch(() => undefined);
     };
     try {
-      await this.acquireSlot(live);
-      slot = true;
+      await this.acquire(live);
       const notes = await this.setup(live);
+      started = Date.now();
       state.status = "running";
       await this.persist(live);
       record({ type: "start", agent: state.agent, model: state.model, backend: prepared.backend.kind, resumed: Boolean(prepared.previous), last_message: prepared.messages.at(-1) });
 
-      const ws = await Workspace.open(state.workdir);
+      // One Workspace per folder: the client's and the agent's edits of a file share its lock and read stamps.
+      const ws = state.workdir === root ? ctx.ws : await Workspace.open(state.workdir);
       const runCtx: ToolContext = {
         ws,
         signal: live.abort.signal,
@@ -291,6 +287,7 @@ export class RunManager {
           return verify(runCtx, run, (await changedNow()).filter((c) => c.status !== "deleted").map((c) => c.path), this.config.testCommand);
         },
       });
+      await live.saved;
       const report = await this.finish(root, state, {
         status: outcome.status, summary: outcome.summary, verification: outcome.verification ?? null, usage: outcome.usage, cost_usd: outcome.costUsd,
         model_calls: outcome.modelCalls, turns: outcome.turns, fix_rounds: (prev?.fix_rounds ?? 0) + outcome.fixRounds, duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
@@ -299,17 +296,18 @@ export class RunManager {
       record({ type: "report", ...report });
       return report;
     } catch (e) {
-      const report = await this.finish(root, state, {
-        status: live.abort.signal.aborted ? "cancelled" : "error", summary: "", verification: null, usage: state.usage, cost_usd: state.cost_usd, model_calls: state.model_calls,
+      await live.saved;
+      const outcome = {
+        status: live.abort.signal.aborted ? ("cancelled" as const) : ("error" as const), summary: "", verification: null, usage: state.usage, cost_usd: state.cost_usd, model_calls: state.model_calls,
         turns: state.turn, fix_rounds: 0, duration_ms: Date.now() - started, error: live.abort.signal.aborted ? undefined : (e as Error).message, notes: [],
-      });
+      };
+      // If even the report cannot be computed (git failing, run folder deleted), report without the file list.
+      const report = await this.finish(root, state, outcome).catch((failure: Error) => this.finish(root, { ...state, checkpoint: undefined }, { ...outcome, notes: [`Could not list the changes: ${failure.message}`] }));
       record({ type: "report", ...report });
       return report;
     } finally {
       await written;
-      if (this.holder.get(root) === state.run_id) this.holder.delete(root);
-      live.release?.();
-      if (slot) this.releaseSlot();
+      for (const release of live.releases.splice(0)) release();
     }
   }
 
@@ -379,7 +377,7 @@ export class RunManager {
     if (live) return ENDED.includes(live.state.status) ? live.done : live.state;
     const report = await readJson<TaskReport>(path.join(runDir(root, id), "report.json"));
     const state = await readJson<RunState>(path.join(runDir(root, id), "state.json"));
-    if (report && (!state || ENDED.includes(state.status))) return report;
+    if (report && (!state || ENDED.includes(state.status) || state.server_pid === process.pid)) return report;
     if (!state) throw new ToolError(`No run ${id} in this workspace. Call TaskOutput without run_id to list the runs.`);
     if (state.server_pid !== process.pid && alive(state.server_pid)) return state;
     return this.finish(root, state, {
@@ -388,7 +386,7 @@ export class RunManager {
     });
   }
 
-  /** All runs of the workspace, newest first, with workspace-wide totals. */
+  /** The newest runs of the workspace (at most LIST_LIMIT), with totals over all of them. */
   async list(root: string): Promise<{ runs: RunSummary[]; totals: { runs: number; usage: Usage; cost_usd: number; model_calls: number } }> {
     const ids = (await fs.readdir(runsDir(root)).catch(() => [] as string[])).filter((d) => existsSync(path.join(runsDir(root), d, "state.json"))).sort().reverse();
     const runs: RunSummary[] = [];
@@ -396,7 +394,7 @@ export class RunManager {
     for (const id of ids) {
       const v = await this.view(root, id).catch(() => undefined);
       if (!v) continue;
-      runs.push({ run_id: v.run_id, status: v.status, description: v.description, agent: v.agent, model: v.model, cost_usd: v.cost_usd, model_calls: v.model_calls, turns: "turns" in v ? v.turns : v.turn });
+      if (runs.length < LIST_LIMIT) runs.push({ run_id: v.run_id, status: v.status, description: v.description, agent: v.agent, model: v.model, cost_usd: v.cost_usd, model_calls: v.model_calls, turns: "turns" in v ? v.turns : v.turn });
       totals.runs++;
       totals.cost_usd += v.cost_usd;
       totals.model_calls += v.model_calls;

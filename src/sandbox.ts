@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
-import { isInside } from "./workspace.js";
+import { RUNS_DIR } from "./git.js";
 
 export type SandboxMode = "auto" | "os" | "off";
 
@@ -71,41 +71,39 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
   }
   let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
 
-  const network = Array.isArray(opts.network) ? { allowedDomains: opts.network, deniedDomains: [] } : { deniedDomains: [] };
-  const perCall = opts.network === false ? { network: { allowedDomains: [], deniedDomains: [] } } : undefined;
+  const network = opts.network === true ? { deniedDomains: [] } : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
+  /** Per command: writes only in its own folder and the temp folder; git metadata and run records stay read-only, since the server runs git outside the sandbox. */
+  const filesystem = (workdir: string) => ({
+    denyRead: [],
+    allowWrite: [workdir, tmpdir],
+    denyWrite: [path.join(workdir, ".git"), path.join(workdir, RUNS_DIR, "runs")].filter((p) => existsSync(p)),
+  });
   let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;
-  let root: string | undefined;
-  const start = async (workspace: string) => {
+  const start = async (workdir: string) => {
     const loaded = await (runtime ??= loadRuntime());
     if (loaded.problems.length) {
       if (sandbox.active) warn(`${unavailable(loaded.problems)} Commands now run as plain processes, unconfined.`);
       sandbox.active = false;
       return undefined;
     }
-    if (root) {
-      if (!isInside(root, workspace)) throw new Error(`The sandbox was set up for ${root}, not ${workspace}; restart the server.`);
-      await ready;
-      return manager;
+    if (!ready) {
+      // The runtime scans the current folder for files that must stay read-only (.bashrc, .git/hooks, …)
+      // and puts its temp folder where CLAUDE_CODE_TMPDIR says.
+      process.chdir(workdir);
+      process.env.CLAUDE_CODE_TMPDIR = tmpdir;
+      manager = loaded.SandboxManager;
+      ready = manager.initialize({ filesystem: filesystem(workdir), network, ripgrep } as unknown as Parameters<typeof manager.initialize>[0]);
     }
-    root = workspace;
-    // The runtime scans the current folder for files that must stay read-only (.git/hooks, .bashrc, …)
-    // and puts its temp folder where CLAUDE_CODE_TMPDIR says.
-    process.chdir(workspace);
-    process.env.CLAUDE_CODE_TMPDIR = tmpdir;
-    manager = loaded.SandboxManager;
-    await (ready ??= manager.initialize({
-      filesystem: { denyRead: [], allowWrite: [workspace, tmpdir], denyWrite: [] },
-      network,
-      ripgrep,
-    } as unknown as Parameters<typeof manager.initialize>[0]));
+    await ready;
     return manager;
   };
   const sandbox: Sandbox = {
     active: true,
     tmpdir,
-    wrap: async (command, id, workspace) => {
-      const m = await start(workspace);
+    wrap: async (command, id, workdir) => {
+      const m = await start(workdir);
+      const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<NonNullable<typeof m>["wrapWithSandbox"]>[2];
       return m ? m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command }) : command;
     },
     done: () => manager?.cleanupAfterCommand(),

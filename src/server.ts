@@ -4,7 +4,7 @@ import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, typ
 import { z } from "zod";
 import { pkg } from "./paths.js";
 import { instructions, loadCommands, render, roleText } from "./prompts.js";
-import { callTool, type Tool, type ToolContext } from "./tool.js";
+import { callTool, errorResult, type Tool, type ToolContext } from "./tool.js";
 import edit from "./tools/edit.js";
 import glob from "./tools/glob.js";
 import grep from "./tools/grep.js";
@@ -78,9 +78,14 @@ export function createServer(options: ServerOptions): { server: McpServer; works
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const tool = tools.find((t) => t.name === request.params.name);
     if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${request.params.name}". Available tools: ${tools.map((t) => t.name).join(", ")}.`);
+    const ws = await getWorkspace().catch((e: Error) => {
+      workspace = undefined;
+      return e;
+    });
+    if (ws instanceof Error) return errorResult(`No workspace: ${ws.message}. Start the server with --workspace DIR, or give the client a folder root.`);
     const progress = progressReporter(extra._meta?.progressToken, extra.sendNotification);
     try {
-      const ctx: ToolContext = { ws: await getWorkspace(), signal: extra.signal, progress: progress.report, server: server.server };
+      const ctx: ToolContext = { ws, signal: extra.signal, progress: progress.report, server: server.server };
       return await callTool(tool, request.params.arguments, ctx);
     } finally {
       progress.stop();

@@ -174,6 +174,14 @@ describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
     expect(await fs.readFile(path.join(ws, "inside.txt"), "utf8")).toBe("inside\n");
   });
 
+  test("the .git folder stays read-only to commands, since the server runs git outside the sandbox", async () => {
+    spawnSync("git", ["init", "-q", ws]);
+    const s = structured(await c.call("Run", { command: "echo '../../evil' > .git/commondir; echo done > allowed.txt; cat allowed.txt" }));
+    expect(s.output).toContain("Read-only file system");
+    expect(s.output).toContain("done");
+    await expect(fs.access(path.join(ws, ".git", "commondir"))).rejects.toThrow();
+  });
+
   test("network is off by default and on with --allow-network", async () => {
     const off = structured(await c.call("Run", { command: probe() }));
     expect(off.output).not.toContain("CONNECTED");

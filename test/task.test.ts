@@ -203,13 +203,14 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     const { conn } = await withModel(
       [
         reply(use("Read", { file_path: "keep.txt" }), use("Read", { file_path: "wip.txt" })),
-        reply(use("Edit", { file_path: "keep.txt", old_string: "original", new_string: "changed" }), use("Write", { file_path: "wip.txt", content: "overwritten\n" }), use("Write", { file_path: "src/new.js", content: "export {};\n" }), use("Run", { command: "rm gone.txt" })),
+        reply(use("Edit", { file_path: "keep.txt", old_string: "original", new_string: "changed" }), use("Write", { file_path: "wip.txt", content: "overwritten\n" }), use("Write", { file_path: "src/new.js", content: "export {};\n" }), use("Write", { file_path: "café ü's.txt", content: "accents\n" }), use("Run", { command: "rm gone.txt" })),
         reply(say("Changed things.")),
       ],
       ws,
     );
     const rep = report(await task(conn));
     expect(rep.files_changed).toEqual([
+      { path: "café ü's.txt", status: "added", insertions: 1, deletions: 0 },
       { path: "gone.txt", status: "deleted", insertions: 0, deletions: 1 },
       { path: "keep.txt", status: "modified", insertions: 1, deletions: 1 },
       { path: "src/new.js", status: "added", insertions: 1, deletions: 0 },
@@ -217,7 +218,11 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     ]);
     expect(git(ws, "rev-parse", rep.checkpoint)).toMatch(/^[0-9a-f]{40}$/);
     expect({ head: git(ws, "rev-parse", "HEAD"), index: git(ws, "diff", "--cached", "--name-only"), stash: git(ws, "stash", "list"), branch: git(ws, "branch", "--show-current") }).toEqual(before);
+    // Work done after the run, in a file the run did not touch, survives the revert.
+    await fs.writeFile(path.join(ws, "later.txt"), "the user's own later work\n");
     execFileSync("bash", ["-c", rep.revert_command]);
+    expect(await fs.readFile(path.join(ws, "later.txt"), "utf8")).toBe("the user's own later work\n");
+    await expect(fs.access(path.join(ws, "café ü's.txt"))).rejects.toThrow();
     expect(await fs.readFile(path.join(ws, "keep.txt"), "utf8")).toBe("original\r\nbytes\n");
     expect(await fs.readFile(path.join(ws, "wip.txt"), "utf8")).toBe("uncommitted work\n");
     expect(await fs.readFile(path.join(ws, "gone.txt"), "utf8")).toBe("delete me\n");

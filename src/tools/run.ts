@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
 import type { Sandbox } from "../sandbox.js";
+import { Semaphore } from "../semaphore.js";
 import { defineTool, type Tool } from "../tool.js";
 import { ToolError } from "../workspace.js";
 
@@ -82,22 +83,6 @@ class BoundedOutput {
   }
 }
 
-/** A counting semaphore: at most n commands at once, the rest wait in order. */
-function limiter(n: number) {
-  let active = 0;
-  const queue: (() => void)[] = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((r) => queue.push(r));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      queue.shift()?.();
-    }
-  };
-}
-
 const liveGroups = new Set<number>();
 process.on("exit", () => liveGroups.forEach((pgid) => killGroup(pgid, "SIGKILL")));
 
@@ -128,7 +113,7 @@ const output = z.object({
 export type RunResult = z.infer<typeof output>;
 
 export function createRunTool(config: RunConfig): Tool {
-  const limit = limiter(config.maxConcurrent);
+  const slots = new Semaphore(config.maxConcurrent);
   return defineTool({
     name: "Run",
     title: "Run shell command",
@@ -137,9 +122,13 @@ export function createRunTool(config: RunConfig): Tool {
     output,
     async handle({ command, timeout }, ctx) {
       if (!command.trim()) throw new ToolError("command is blank: give a shell command to run.");
-      const result: RunResult = await limit(async () => {
+      const release = await slots.acquire(ctx.signal).catch(() => {
+        throw new ToolError("Cancelled while waiting for a free command slot; nothing ran.");
+      });
+      try {
         const started = Date.now();
         const wrapped = await config.sandbox.wrap(`exec 2>&1\n${command}`, randomUUID(), ctx.ws.root);
+        if (ctx.signal.aborted) throw new ToolError("Cancelled before the command started; nothing ran.");
         const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
           cwd: ctx.ws.root,
@@ -182,9 +171,8 @@ export function createRunTool(config: RunConfig): Tool {
         ctx.signal.removeEventListener("abort", onAbort);
         killGroup(pgid, "SIGKILL");
         liveGroups.delete(pgid);
-        config.sandbox.done();
         const { output, omitted } = out.render();
-        return {
+        const result: RunResult = {
           output,
           exit_code: exitCode ?? null,
           signal: signal ?? null,
@@ -194,8 +182,11 @@ export function createRunTool(config: RunConfig): Tool {
           omitted_chars: omitted,
           sandboxed: config.sandbox.active,
         };
-      });
-      return { text: renderRun(result, timeout), structured: result };
+        return { text: renderRun(result, timeout), structured: result };
+      } finally {
+        config.sandbox.done();
+        release();
+      }
     },
   });
 }

@@ -142,7 +142,8 @@ export function createTaskTools(config: TaskConfig): Tool[] {
       if (!run_id) {
         const { runs: list, totals } = await runs.list(root);
         const rows = list.map((r) => `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`);
-        const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.`;
+        const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
+        const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}`;
         return { text: `${message}\n${rows.join("\n") || "No runs yet."}`, structured: { runs: list, totals, message } };
       }
       const live = runs.getLive(run_id);
