@@ -52,7 +52,6 @@ export interface AgentOutcome {
 }
 
 const MAX_OUTPUT_TOKENS = 16_000;
-const HEARTBEAT_MS = 5_000;
 
 export const toolSpec = (t: Tool): ToolSpec => ({ name: t.name, description: t.description, input_schema: z.toJSONSchema(t.input, { io: "input" }) as ToolSpec["input_schema"] });
 
@@ -80,14 +79,10 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   const specs = o.tools.map(toolSpec);
   const out: AgentOutcome = { status: "completed", summary: "", usage: o.spent.usage, costUsd: costUsd(o.backend.model, o.spent.usage), modelCalls: o.spent.modelCalls, turns: o.spent.turns, fixRounds: 0 };
   const b = o.budget;
-  let activity = "starting";
-  const started = Date.now();
-  const report = (a: string) => {
-    activity = a;
-    o.ctx.progress(a);
+  const report = (activity: string) => {
+    o.ctx.progress(activity);
     o.onTurn({ turn: out.turns, activity, usage: out.usage, costUsd: out.costUsd, modelCalls: out.modelCalls });
   };
-  const heartbeat = setInterval(() => o.ctx.progress(`${activity} · ${Math.round((Date.now() - started) / 1000)}s`), HEARTBEAT_MS);
   const limitHit = (): AgentStatus | undefined => {
     if (o.ctx.signal.aborted) return "cancelled";
     if (out.turns >= b.maxTurns) return "max_turns";
@@ -165,8 +160,6 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
       if (out.status === "error") out.error = (e as Error).message;
     }
     o.record({ type: out.status, message: (e as Error).message });
-  } finally {
-    clearInterval(heartbeat);
   }
   return out;
 }

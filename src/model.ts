@@ -118,11 +118,13 @@ function fromSampling(block: CreateMessageResultWithTools["content"] extends inf
   return undefined;
 }
 
+export const SAMPLING_MODEL = "client model (MCP sampling)";
+
 /** The client's own model through MCP sampling (sampling/createMessage with tools). */
 export function samplingBackend(server: Server): ModelBackend {
   return {
     kind: "sampling",
-    model: "client model (MCP sampling)",
+    model: SAMPLING_MODEL,
     async call(req, signal) {
       const messages: SamplingMessage[] = req.messages.map((m) => {
         const blocks = typeof m.content === "string" ? [{ type: "text" as const, text: m.content }] : m.content;
@@ -140,10 +142,11 @@ export function samplingBackend(server: Server): ModelBackend {
 }
 
 /** Picks the model backend: the Anthropic API when a key is set, else the client's sampling, else a clear error. */
-export async function chooseBackend(model: string, server: Server | undefined): Promise<ModelBackend> {
-  const key = process.env.ANTHROPIC_API_KEY;
-  if (key) return anthropicBackend(model, key);
+export async function chooseBackend(model: string, server: Server | undefined, resuming = false): Promise<ModelBackend> {
   const sampling = server?.getClientCapabilities()?.sampling;
+  if (resuming && model === SAMPLING_MODEL && sampling?.tools) return samplingBackend(server!);
+  const key = process.env.ANTHROPIC_API_KEY;
+  if (key) return anthropicBackend(model === SAMPLING_MODEL ? DEFAULT_MODEL : model, key);
   if (sampling?.tools) return samplingBackend(server!);
   const why = sampling ? "The client offers MCP sampling, but without tool use, which the agent needs." : "The client does not offer MCP sampling.";
   throw new ToolError(`Task needs a model. Set ANTHROPIC_API_KEY in the server's environment (and ANTHROPIC_BASE_URL for a proxy), or use a client that supports MCP sampling with tools. ${why}`);

@@ -89,6 +89,7 @@ const toolsFor = (agent: Agent, all: Tool[]) => [...all, ask].filter((t) => !age
 const MODEL_ALIASES: Record<string, string> = { sonnet: "claude-sonnet-5-5", opus: "claude-opus-5-5", haiku: "claude-haiku-5-5" };
 const FIX_ROUNDS = 2;
 const LIST_LIMIT = 50;
+const HEARTBEAT_MS = 5_000;
 
 const runsDir = (root: string) => path.join(root, RUNS_DIR, "runs");
 const runDir = (root: string, id: string) => path.join(runsDir(root), id);
@@ -181,7 +182,7 @@ export class RunManager {
     const agents = await loadAgents(root);
     const agent = agents.get(prev.agent);
     if (!agent) throw new ToolError(`Run ${id} used agent "${prev.agent}", which no longer exists.`);
-    const backend = await chooseBackend(prev.model, ctx.server);
+    const backend = await chooseBackend(prev.model, ctx.server, true);
     const state = (await readJson<RunState>(path.join(runDir(root, id), "state.json")))!;
     Object.assign(state, { status: "queued", server_pid: process.pid, max_turns: prev.turns + req.max_turns, activity: "queued (resume)", updated_at: new Date().toISOString() });
     const tools = toolsFor(agent, this.config.tools);
@@ -250,6 +251,7 @@ export class RunManager {
     try {
       await this.acquire(live);
       const notes = await this.setup(live);
+      if (prepared.backend.kind === "sampling") notes.push("Token and cost budgets are not enforced: MCP sampling reports no token usage.");
       started = Date.now();
       state.status = "running";
       await this.persist(live);
@@ -351,6 +353,9 @@ export class RunManager {
   async wait(live: LiveRun, ms: number, progress: (m: string) => void, signal?: AbortSignal): Promise<boolean> {
     live.listeners.add(progress);
     let timer: NodeJS.Timeout | undefined;
+    // A heartbeat in every phase (queued, model call, long command) so clients that reset their timeout on progress keep waiting.
+    const started = Date.now();
+    const heartbeat = setInterval(() => progress(`${live.state.activity} · ${Math.round((Date.now() - started) / 1000)}s`), HEARTBEAT_MS);
     try {
       const ended = await Promise.race([
         live.done.then(() => true),
@@ -362,6 +367,7 @@ export class RunManager {
       return ended;
     } finally {
       clearTimeout(timer);
+      clearInterval(heartbeat);
       live.listeners.delete(progress);
     }
   }
