@@ -1,6 +1,6 @@
 import type Anthropic from "@anthropic-ai/sdk";
 import { z } from "zod";
-import { addUsage, costUsd, emptyUsage, type Block, type Message, type ModelBackend, type ToolSpec, type Usage } from "./model.js";
+import { addUsage, costUsd, type Block, type Message, type ModelBackend, type ToolSpec, type Usage } from "./model.js";
 import { callTool, Interrupt, type CallResult, type Tool, type ToolContext } from "./tool.js";
 import type { Verification } from "./verify.js";
 

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/demo.js";
 import type { TaskReport } from "../src/runs.js";
 import { reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
-import { connect, text, type Connection } from "./helpers.js";
+import { connect, processAlive, text, waitUntil, type Connection } from "./helpers.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -80,12 +80,12 @@ describe("background runs", () => {
     const marker = `306.${process.pid}1`;
     const { conn } = await setup([reply(use("Run", { command: `sleep ${marker}` }))]);
     const started = view(await task(conn, { run_in_background: true }));
-    const alive = () => spawnSync("pgrep", ["-f", marker]).status === 0;
+    const alive = () => processAlive(marker);
     for (let i = 0; i < 100 && !alive(); i++) await new Promise((r) => setTimeout(r, 100));
     expect(alive()).toBe(true);
     const stopped = view(await conn.call("TaskStop", { run_id: started.run_id }));
     expect(stopped.status).toBe("cancelled");
-    expect(alive()).toBe(false);
+    expect(await waitUntil(() => !alive(), 5000)).toBe(true);
     expect(view(await output(conn, started.run_id, 0)).status).toBe("cancelled");
   });
 

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -53,4 +54,13 @@ export function ok(r: CallToolResult): string {
 export function fail(r: CallToolResult): string {
   if (r.isError !== true) throw new Error(`expected an error, got: ${text(r)}`);
   return text(r);
+}
+
+/** Whether any process's command line contains marker. */
+export const processAlive = (marker: string) => spawnSync("pgrep", ["-f", marker]).status === 0;
+
+/** Polls check until it holds or ms pass; returns whether it held. */
+export async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (check()) return true;
+  return check();
 }

@@ -4,7 +4,7 @@ import net from "node:net";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { CLI, connect, tempDir, text, type Connection } from "./helpers.js";
+import { CLI, connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
 
 interface RunResult {
   output: string;
@@ -18,14 +18,9 @@ interface RunResult {
 }
 
 const structured = (r: CallToolResult) => r.structuredContent as unknown as RunResult;
-const alive = (marker: string) => spawnSync("pgrep", ["-f", marker]).status === 0;
 const peakRss = async (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
 const hasBwrap = spawnSync("bash", ["-c", "command -v bwrap && command -v socat"]).status === 0;
 
-async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (check()) return true;
-  return check();
-}
 
 let ws: string;
 let c: Connection;
@@ -80,24 +75,25 @@ describe("Run", () => {
     const s = structured(r);
     expect(s.timed_out).toBe(true);
     expect(text(r)).toContain("Timed out after 1000 ms");
-    expect(await waitUntil(() => !alive(marker), 2000)).toBe(true);
+    expect(await waitUntil(() => !processAlive(marker), 5000)).toBe(true);
   });
 
   test("background jobs left behind by a finished command are ended", async () => {
     const marker = `302.${process.pid}1`;
     const s = structured(await c.call("Run", { command: `sleep ${marker} & echo started` }));
     expect(s.output).toBe("started\n");
-    expect(await waitUntil(() => !alive(marker), 2000)).toBe(true);
+    expect(await waitUntil(() => !processAlive(marker), 5000)).toBe(true);
   });
 
-  test("cancelling the request kills the tree within a second and the server goes on", async () => {
+  test("cancelling the request kills the tree and the server goes on", async () => {
     const marker = `303.${process.pid}1`;
     const abort = new AbortController();
     const call = c.client.callTool({ name: "Run", arguments: { command: `sleep ${marker} & sleep ${marker}; wait` } }, undefined, { signal: abort.signal });
-    expect(await waitUntil(() => alive(marker), 5000)).toBe(true);
+    expect(await waitUntil(() => processAlive(marker), 5000)).toBe(true);
     abort.abort();
     await expect(call).rejects.toThrow();
-    expect(await waitUntil(() => !alive(marker), 1000)).toBe(true);
+    // SIGTERM at once, SIGKILL 0.5 s later; the bound leaves room for a loaded CI machine.
+    expect(await waitUntil(() => !processAlive(marker), 5000)).toBe(true);
     expect(structured(await c.call("Run", { command: "echo still here" })).output).toBe("still here\n");
   });
 

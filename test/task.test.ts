@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/demo.js";
 import { overloaded, reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
 import type { TaskReport } from "../src/runs.js";
-import { connect, tempDir, text, type Connection } from "./helpers.js";
+import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -151,7 +151,7 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     const { ws, conn } = await withModel([reply(use("Write", { file_path: "notes.txt", content: "x\n" })), reply(use("Run", { command: `sleep ${marker}` }))]);
     const abort = new AbortController();
     const call = conn.client.callTool({ name: "Task", arguments: { description: "cancel me", prompt: "Work." } }, undefined, { signal: abort.signal });
-    const alive = () => spawnSync("pgrep", ["-f", marker]).status === 0;
+    const alive = () => processAlive(marker);
     for (let i = 0; i < 100 && !alive(); i++) await new Promise((r) => setTimeout(r, 100));
     expect(alive()).toBe(true);
     abort.abort();
@@ -164,7 +164,7 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     }
     expect(rep?.status).toBe("cancelled");
     expect(rep?.files_changed.map((f) => f.path)).toEqual(["notes.txt"]);
-    expect(alive()).toBe(false);
+    expect(await waitUntil(() => !alive(), 5000)).toBe(true);
   });
 
   test("a workspace agent with a restricted tools list cannot call Run", async () => {
