@@ -9,6 +9,7 @@ import path from "node:path";
 import { isDeepStrictEqual, parseArgs } from "node:util";
 import { getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser/lib/esm/main.js";
 import { packageRoot, pkg } from "./paths.js";
+import { writeFileAtomic } from "./workspace.js";
 
 export const HOSTS = ["claude-code", "claude-desktop", "vscode", "cursor"] as const;
 export type Host = (typeof HOSTS)[number];
@@ -235,22 +236,10 @@ async function backup(file: string): Promise<string> {
   }
 }
 
-/** Replaces a file's content atomically (temp file + rename), keeping its mode; follows a symlinked file to its target. */
+/** Replaces a file's content atomically, keeping its mode; follows a symlinked file to its target. */
 async function writeAtomic(file: string, text: string): Promise<void> {
   const real = await fs.realpath(file).catch(() => file);
-  await fs.mkdir(path.dirname(real), { recursive: true });
-  const mode = await fs.stat(real).then(
-    (s) => s.mode & 0o777,
-    () => 0o644,
-  );
-  const tmp = path.join(path.dirname(real), `.${path.basename(real)}.${process.pid}.tmp`);
-  try {
-    await fs.writeFile(tmp, text, { mode, flag: "wx" });
-    await fs.rename(tmp, real);
-  } catch (e) {
-    await fs.rm(tmp, { force: true });
-    throw e;
-  }
+  await writeFileAtomic(real, text, await fs.stat(real).catch(() => undefined));
 }
 
 function parseCli(argv: string[]): (InitOptions & { config?: string; print: boolean }) | "help" {

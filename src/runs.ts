@@ -10,7 +10,7 @@ import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
 import { verify, type Verification } from "./verify.js";
 import { Semaphore } from "./semaphore.js";
-import { ToolError, Workspace } from "./workspace.js";
+import { ToolError, Workspace, writeFileAtomic } from "./workspace.js";
 
 /** Durable Task runs: each lives in .backend-agent/runs/<id>/ (state, conversation, transcript, report) so nothing is only in memory. */
 
@@ -96,10 +96,7 @@ const runDir = (root: string, id: string) => path.join(runsDir(root), id);
 const readJson = <T>(file: string): Promise<T | undefined> => fs.readFile(file, "utf8").then((t) => JSON.parse(t) as T, () => undefined);
 
 async function writeJson(file: string, value: unknown): Promise<void> {
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${randomBytes(4).toString("hex")}.tmp`;
-  await fs.writeFile(tmp, JSON.stringify(value, null, 2));
-  await fs.rename(tmp, file);
+  await writeFileAtomic(file, JSON.stringify(value, null, 2));
 }
 
 function newRunId(): string {

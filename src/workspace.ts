@@ -117,26 +117,33 @@ export class Workspace {
     }
   }
 
-  /** Writes via a temp file in the same folder, fsync and rename; keeps the old file's mode. */
+  /** Writes atomically (see writeFileAtomic) and records the result as read. */
   async writeAtomic(abs: string, data: Buffer, existing?: Stats): Promise<Stats> {
-    if (!existing) await fs.mkdir(path.dirname(abs), { recursive: true });
-    const mode = existing ? existing.mode & 0o7777 : 0o644;
-    const tmp = path.join(path.dirname(abs), `.${path.basename(abs).slice(0, 200)}.${randomBytes(6).toString("hex")}.tmp`);
-    const handle = await fs.open(tmp, "wx", mode);
-    try {
-      if (existing) await handle.chmod(mode);
-      await handle.writeFile(data);
-      await handle.sync();
-      const st = await handle.stat();
-      await handle.close();
-      await fs.rename(tmp, abs);
-      this.recordRead(abs, st);
-      return st;
-    } catch (e) {
-      await handle.close().catch(() => undefined);
-      await fs.rm(tmp, { force: true });
-      throw e;
-    }
+    const st = await writeFileAtomic(abs, data, existing);
+    this.recordRead(abs, st);
+    return st;
+  }
+
+}
+
+/** Writes via a temp file in the same folder, fsync and rename, so a failure never leaves a half-written file; keeps the mode of the file it replaces (given as existing). */
+export async function writeFileAtomic(file: string, data: Buffer | string, existing?: Stats): Promise<Stats> {
+  if (!existing) await fs.mkdir(path.dirname(file), { recursive: true });
+  const mode = existing ? existing.mode & 0o7777 : 0o644;
+  const tmp = path.join(path.dirname(file), `.${path.basename(file).slice(0, 200)}.${randomBytes(6).toString("hex")}.tmp`);
+  const handle = await fs.open(tmp, "wx", mode);
+  try {
+    if (existing) await handle.chmod(mode);
+    await handle.writeFile(data);
+    await handle.sync();
+    const st = await handle.stat();
+    await handle.close();
+    await fs.rename(tmp, file);
+    return st;
+  } catch (e) {
+    await handle.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw e;
   }
 }
 
