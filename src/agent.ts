@@ -71,7 +71,29 @@ function failureReport(v: Verification): string {
   return `The server ran its own checks after your summary, and they failed:\n\n${failed.join("\n\n")}\n\nFix the cause (not the checks), run them again with Run, then give your final summary.`;
 }
 
-const totalTokens = (u: Usage) => u.input_tokens + u.output_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens;
+/** Tokens the run has processed afresh; cache reads are left out (max_budget_usd bounds their cost). */
+const freshTokens = (u: Usage) => u.input_tokens + u.output_tokens + u.cache_creation_input_tokens;
+
+/** Conversation size (characters of JSON) above which old tool results are cleared before the next model call. */
+export const CONTEXT_CHARS = 400_000;
+const KEEP_RECENT_MESSAGES = 8;
+const CLEARED = "[Earlier tool result cleared to keep the conversation within the model's context; call the tool again if you still need it.]";
+
+/** Clears the content of tool results older than the last few messages, oldest first, until the conversation fits. */
+export function compactConversation(messages: Message[], maxChars = CONTEXT_CHARS): Message[] {
+  let size = JSON.stringify(messages).length;
+  if (size <= maxChars) return messages;
+  return messages.map((m, i) => {
+    if (size <= maxChars || i >= messages.length - KEEP_RECENT_MESSAGES || m.role !== "user" || typeof m.content === "string") return m;
+    const content = (m.content as Block[]).map((b) => {
+      if (b.type !== "tool_result" || size <= maxChars) return b;
+      const before = JSON.stringify(b.content ?? "").length;
+      size -= before - JSON.stringify(CLEARED).length;
+      return { ...b, content: CLEARED };
+    });
+    return { ...m, content } as Message;
+  });
+}
 
 /** The sub-agent loop: model turn, tool calls, repeat; then the server verifies and sends failures back for fix rounds. */
 export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
@@ -86,7 +108,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   const limitHit = (): AgentStatus | undefined => {
     if (o.ctx.signal.aborted) return "cancelled";
     if (out.turns >= b.maxTurns) return "max_turns";
-    if (totalTokens(out.usage) >= b.maxTokens || Date.now() >= b.deadline || (b.maxCostUsd !== undefined && out.costUsd >= b.maxCostUsd)) return "budget_exhausted";
+    if (freshTokens(out.usage) >= b.maxTokens || Date.now() >= b.deadline || (b.maxCostUsd !== undefined && out.costUsd >= b.maxCostUsd)) return "budget_exhausted";
     return undefined;
   };
   const checkWork = async () => {
@@ -105,7 +127,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
       }
       report(`turn ${out.turns + 1}/${b.maxTurns} · waiting for the model`);
       o.record({ type: "request", turn: out.turns + 1, messages: messages.length });
-      const reply = await o.backend.call({ system: o.system, tools: specs, messages, maxTokens: MAX_OUTPUT_TOKENS }, o.ctx.signal);
+      const reply = await o.backend.call({ system: o.system, tools: specs, messages: compactConversation(messages), maxTokens: MAX_OUTPUT_TOKENS }, o.ctx.signal);
       out.turns++;
       out.modelCalls++;
       out.usage = addUsage(out.usage, reply.usage);
