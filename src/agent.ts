@@ -1,7 +1,6 @@
 import type Anthropic from "@anthropic-ai/sdk";
-import { z } from "zod";
 import { addUsage, costUsd, type Block, type Message, type ModelBackend, type ToolSpec, type Usage } from "./model.js";
-import { callTool, Interrupt, type CallResult, type Tool, type ToolContext } from "./tool.js";
+import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "./tool.js";
 import type { Verification } from "./verify.js";
 
 export type AgentStatus = "completed" | "verification_failed" | "max_turns" | "budget_exhausted" | "cancelled" | "error" | "needs_input";
@@ -53,7 +52,7 @@ export interface AgentOutcome {
 
 const MAX_OUTPUT_TOKENS = 16_000;
 
-export const toolSpec = (t: Tool): ToolSpec => ({ name: t.name, description: t.description, input_schema: z.toJSONSchema(t.input, { io: "input" }) as ToolSpec["input_schema"] });
+export const toolSpec = (t: Tool): ToolSpec => ({ name: t.name, description: t.description, input_schema: jsonSchemas(t).input });
 
 function toToolResult(id: string, r: CallResult): Block {
   const content = r.content.map((c) => (c.type === "text" ? { type: "text" as const, text: c.text } : { type: "image" as const, source: { type: "base64" as const, media_type: c.mimeType as "image/png", data: c.data } }));

@@ -4,7 +4,7 @@ import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, typ
 import { z } from "zod";
 import { pkg } from "./paths.js";
 import { instructions, loadCommands, render, roleText } from "./prompts.js";
-import { callTool, errorResult, type Tool, type ToolContext } from "./tool.js";
+import { callTool, errorResult, jsonSchemas, type Tool, type ToolContext } from "./tool.js";
 import edit from "./tools/edit.js";
 import glob from "./tools/glob.js";
 import grep from "./tools/grep.js";
@@ -65,14 +65,10 @@ export function createServer(options: ServerOptions): { server: McpServer; works
   const getWorkspace = () => (workspace ??= resolveFromRoots(server));
 
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({
-    tools: tools.map((t) => ({
-      name: t.name,
-      title: t.title,
-      description: t.description,
-      inputSchema: z.toJSONSchema(t.input, { io: "input" }) as { type: "object" },
-      ...(t.output && { outputSchema: z.toJSONSchema(t.output) as { type: "object" } }),
-      annotations: { title: t.title, ...t.annotations },
-    })),
+    tools: tools.map((t) => {
+      const { input, output } = jsonSchemas(t);
+      return { name: t.name, title: t.title, description: t.description, inputSchema: input, ...(output && { outputSchema: output }), annotations: { title: t.title, ...t.annotations } };
+    }),
   }));
 
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {

@@ -44,6 +44,19 @@ export function defineTool<I extends z.ZodObject>(def: Omit<Tool<I>, "descriptio
   return { ...def, description } as unknown as Tool;
 }
 
+type JsonSchema = { type: "object"; [k: string]: unknown };
+const schemaCache = new WeakMap<Tool, { input: JsonSchema; output?: JsonSchema }>();
+
+/** A tool's JSON Schemas, converted once and shared by tools/list and the sub-agent's tool definitions. */
+export function jsonSchemas(t: Tool): { input: JsonSchema; output?: JsonSchema } {
+  let s = schemaCache.get(t);
+  if (!s) {
+    s = { input: z.toJSONSchema(t.input, { io: "input" }) as JsonSchema, ...(t.output && { output: z.toJSONSchema(t.output) as JsonSchema }) };
+    schemaCache.set(t, s);
+  }
+  return s;
+}
+
 export interface CallResult {
   [key: string]: unknown;
   content: ({ type: "text"; text: string } | { type: "image"; data: string; mimeType: string })[];
