@@ -15,9 +15,23 @@ export interface MessagesRequest {
 export type Block = { type: "text"; text: string } | { type: "tool_use"; id: string; name: string; input: unknown };
 
 export type Step =
-  | { content: Block[]; stop_reason?: string; delayMs?: number; usage?: { input_tokens: number; output_tokens: number } }
+  | { content: Block[]; stop_reason?: string; gate?: Gate; usage?: { input_tokens: number; output_tokens: number } }
   | { status: number; error: string }
   | ((req: MessagesRequest) => Step);
+
+/** Holds a scripted reply back until the test opens it: synchronisation on an event, never on a clock. */
+export class Gate {
+  private release!: () => void;
+  readonly opened = new Promise<void>((r) => (this.release = r));
+  /** Set once a request has reached the gated reply. */
+  reached = false;
+  open(): void {
+    this.release();
+  }
+}
+
+/** The same reply, answered only once gate is opened. */
+export const gated = (step: Step, gate: Gate): Step => ({ ...(step as Extract<Step, { content: unknown }>), gate });
 
 export const say = (text: string): Block => ({ type: "text", text });
 export const use = (name: string, input: unknown): Block => ({ type: "tool_use", id: `toolu_${randomBytes(8).toString("hex")}`, name, input });
@@ -28,13 +42,21 @@ const tokens = (v: unknown) => Math.ceil(JSON.stringify(v ?? "").length / 4);
 
 export class ScriptedModel {
   readonly requests: MessagesRequest[] = [];
-  private readonly server = http.createServer((req, res) => void this.handle(req, res));
+  private readonly server = http.createServer((req, res) => void this.handle(req, res).catch((e: Error) => res.destroy(e)));
   private next = 0;
 
   constructor(private readonly steps: Step[]) {}
 
   async start(): Promise<string> {
-    if (!this.server.listening) await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
+    if (!this.server.listening) {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once("error", reject);
+        this.server.listen(0, "127.0.0.1", () => resolve());
+      });
+      // A client that hangs up mid-reply (a cancelled run) must not become an unhandled error.
+      this.server.on("error", () => undefined);
+      this.server.on("clientError", (_e, socket) => socket.destroy());
+    }
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
@@ -57,7 +79,10 @@ export class ScriptedModel {
     while (typeof step === "function") step = step(body);
     if (!step) return this.send(res, 500, { type: "error", error: { type: "api_error", message: "the scripted conversation has no more replies" } });
     if ("status" in step) return this.send(res, step.status, { type: "error", error: { type: step.error, message: step.error } });
-    if (step.delayMs) await new Promise((r) => setTimeout(r, step.delayMs));
+    if (step.gate) {
+      step.gate.reached = true;
+      await step.gate.opened;
+    }
     const last = body.messages.at(-1);
     const cached = body.system?.[0]?.cache_control ? tokens(body.system) + tokens(body.tools) + tokens(body.messages.slice(0, -1)) : 0;
     this.send(res, 200, {

@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -6,7 +7,7 @@ import { ElicitRequestSchema, type CallToolResult } from "@modelcontextprotocol/
 import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/demo.js";
 import type { TaskReport } from "../src/runs.js";
-import { reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
+import { Gate, gated, reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
 import { connect, processAlive, text, waitUntil, type Connection } from "./helpers.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -19,7 +20,6 @@ const view = (r: CallToolResult) => {
   if (r.isError) throw new Error(text(r));
   return r.structuredContent as unknown as View;
 };
-const slow = (step: Step, delayMs: number): Step => ({ ...(step as Extract<Step, { content: unknown }>), delayMs });
 
 async function serve(ws: string, model: ScriptedModel, args: string[] = [], client?: Client): Promise<Connection> {
   const conn = await connect(["--workspace", ws, ...args], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start() }, client });
@@ -47,10 +47,12 @@ async function finished(conn: Connection, runId: string): Promise<View> {
 describe("background runs", () => {
   test("a Task that outlasts --task-wait returns running, and TaskOutput later returns the same report as a foreground run", async () => {
     const steps = demoSteps();
-    steps[0] = slow(steps[0]!, 2500);
+    const gate = new Gate();
+    steps[0] = gated(steps[0]!, gate);
     const { conn } = await setup(steps, ["--task-wait", "1"]);
     const first = view(await task(conn));
     expect(first.status).toBe("running");
+    gate.open();
     expect(first.message).toContain(`TaskOutput {run_id: "${first.run_id}"}`);
     const done = await finished(conn, first.run_id);
 
@@ -63,11 +65,13 @@ describe("background runs", () => {
 
   test("run_in_background returns at once with a run_id; the listing shows the runs and their total cost", async () => {
     const steps = demoSteps();
-    steps[0] = slow(steps[0]!, 3000);
+    const gate = new Gate();
+    steps[0] = gated(steps[0]!, gate);
     const { model, conn } = await setup(steps);
     const started = view(await task(conn, { run_in_background: true }));
     expect(started.status).toMatch(/^(queued|running)$/);
     expect(model.remaining).toBeGreaterThan(0);
+    gate.open();
     const done = await finished(conn, started.run_id);
     expect(done.status).toBe("completed");
     expect(done.cost_usd).toBeGreaterThan(0);
@@ -81,8 +85,7 @@ describe("background runs", () => {
     const { conn } = await setup([reply(use("Run", { command: `sleep ${marker}` }))]);
     const started = view(await task(conn, { run_in_background: true }));
     const alive = () => processAlive(marker);
-    for (let i = 0; i < 100 && !alive(); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(alive()).toBe(true);
+    expect(await waitUntil(alive, 10_000)).toBe(true);
     const stopped = view(await conn.call("TaskStop", { run_id: started.run_id }));
     expect(stopped.status).toBe("cancelled");
     expect(await waitUntil(() => !alive(), 5000)).toBe(true);
@@ -90,13 +93,13 @@ describe("background runs", () => {
   });
 
   test("after a crash, the in-flight run is reported interrupted and a finished run's report is unchanged", async () => {
-    const { ws, model, conn } = await setup([...demoSteps(), reply(use("Write", { file_path: "partial.txt", content: "half done\n" })), slow(reply(say("never")), 60_000)], ["--sandbox", "off"]);
+    const { ws, model, conn } = await setup([...demoSteps(), reply(use("Write", { file_path: "partial.txt", content: "half done\n" })), gated(reply(say("never")), new Gate())], ["--sandbox", "off"]);
     const done = view(await task(conn));
     expect(done.status).toBe("completed");
     const reportFile = path.join(ws, ".backend-agent", "runs", done.run_id, "report.json");
     const before = await fs.readFile(reportFile, "utf8");
     const inflight = view(await task(conn, { run_in_background: true }));
-    while (!(await fs.access(path.join(ws, "partial.txt")).then(() => true, () => false))) await new Promise((r) => setTimeout(r, 50));
+    expect(await waitUntil(() => existsSync(path.join(ws, "partial.txt")), 10_000)).toBe(true);
     process.kill(conn.pid, "SIGKILL");
 
     const restarted = await serve(ws, model, ["--sandbox", "off"]);
@@ -128,7 +131,8 @@ describe("resume and questions", () => {
 
   test("resuming an unknown or running run is a clear error", async () => {
     const steps = demoSteps();
-    steps[0] = slow(steps[0]!, 3000);
+    const gate = new Gate();
+    steps[0] = gated(steps[0]!, gate);
     const { conn } = await setup(steps);
     const unknown = await conn.call("Task", { resume: "20990101-000000-abcdef", prompt: "go on" });
     expect(unknown.isError).toBe(true);
@@ -136,6 +140,7 @@ describe("resume and questions", () => {
     const running = view(await task(conn, { run_in_background: true }));
     const again = await conn.call("Task", { resume: running.run_id, prompt: "go on" });
     expect(text(again)).toContain("is still running");
+    gate.open();
     await finished(conn, running.run_id);
   });
 
@@ -181,9 +186,12 @@ describe("budget and isolation", () => {
   });
 
   test("two runs on one workspace take turns: their edits never interleave", async () => {
-    const step = (name: string) => reply(use("Run", { command: `echo start ${name} >> log.txt; sleep 0.5; echo end ${name} >> log.txt` }));
+    // Each run's command holds until the test opens a gate file; had the second run not waited its turn, it would log its start first.
+    const step = (name: string) => reply(use("Run", { command: `echo start ${name} >> log.txt; until [ -e gate ]; do sleep 0.02; done; echo end ${name} >> log.txt` }));
     const { ws, conn } = await setup([step("A"), reply(say("A done.")), step("B"), reply(say("B done."))], ["--sandbox", "off"]);
     const [a, b] = await Promise.all([task(conn, { run_in_background: true, description: "A" }), task(conn, { run_in_background: true, description: "B" })]);
+    expect(await waitUntil(() => existsSync(path.join(ws, "log.txt")), 10_000)).toBe(true);
+    await fs.writeFile(path.join(ws, "gate"), "");
     await finished(conn, view(a).run_id);
     await finished(conn, view(b).run_id);
     const log = (await fs.readFile(path.join(ws, "log.txt"), "utf8")).trim().split("\n");

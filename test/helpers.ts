@@ -60,7 +60,7 @@ export function fail(r: CallToolResult): string {
 export const processAlive = (marker: string) => spawnSync("pgrep", ["-f", marker]).status === 0;
 
 /** Polls check until it holds or ms pass; returns whether it held. */
-export async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (check()) return true;
+export async function waitUntil(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (await check()) return true;
   return check();
 }

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
@@ -98,13 +99,19 @@ describe("Run", () => {
   });
 
   test("sends progress notifications with the latest output line", async () => {
+    // Each step waits for a file the test creates once it has seen the previous step's progress message.
     const messages: string[] = [];
-    const r = await c.client.callTool({ name: "Run", arguments: { command: "for i in 1 2 3 4 5 6; do echo step$i; sleep 0.4; done" } }, undefined, {
+    const command = "for i in 1 2 3; do echo step$i; until [ -e gate$i ]; do sleep 0.02; done; done";
+    const call = c.client.callTool({ name: "Run", arguments: { command } }, undefined, {
       onprogress: (p) => messages.push(p.message ?? ""),
     });
-    expect(structured(r as CallToolResult).exit_code).toBe(0);
-    expect(messages.length).toBeGreaterThanOrEqual(3);
-    expect(messages.some((m) => /^step\d$/.test(m))).toBe(true);
+    for (const i of [1, 2, 3]) {
+      expect(await waitUntil(() => messages.some((m) => m.includes(`step${i}`)), 10_000)).toBe(true);
+      await fs.writeFile(path.join(ws, `gate${i}`), "");
+    }
+    const r = (await call) as CallToolResult;
+    expect(structured(r).exit_code).toBe(0);
+    expect(messages.filter((m) => /step\d/.test(m)).length).toBeGreaterThanOrEqual(3);
   });
 
   test("keeps secrets out of the command's environment", async () => {
@@ -142,24 +149,39 @@ describe("Run options", () => {
   test("--max-commands 1 runs commands one at a time", async () => {
     const dir = await tempDir();
     const conn = await connect(["--workspace", dir, "--max-commands", "1"]);
-    const cmd = (n: number) => `echo start ${n} $(date +%s%N) >> log; sleep 0.3; echo end ${n} $(date +%s%N) >> log`;
-    await Promise.all([1, 2, 3].map((n) => conn.call("Run", { command: cmd(n) })));
-    const events = (await fs.readFile(path.join(dir, "log"), "utf8")).trim().split("\n").map((l) => l.split(" ")[0]);
-    expect(events).toEqual(["start", "end", "start", "end", "start", "end"]);
+    // Each command holds its slot until the test opens its gate; a second command starting meanwhile would log "start" twice.
+    const cmd = (n: number) => `echo start ${n} >> log; until [ -e gate${n} ]; do sleep 0.02; done; echo end ${n} >> log`;
+    const log = () => readFileSync(path.join(dir, "log"), { encoding: "utf8", flag: "a+" }).trim().split("\n").filter(Boolean);
+    const calls = [1, 2, 3].map((n) => conn.call("Run", { command: cmd(n) }));
+    for (let step = 1; step <= 3; step++) {
+      expect(await waitUntil(() => log().length === 2 * step - 1, 10_000)).toBe(true);
+      const running = Number(log().at(-1)!.split(" ")[1]);
+      await fs.writeFile(path.join(dir, `gate${running}`), "");
+      expect(await waitUntil(() => log().length >= 2 * step, 10_000)).toBe(true);
+    }
+    await Promise.all(calls);
+    expect(log().map((l) => l.split(" ")[0])).toEqual(["start", "end", "start", "end", "start", "end"]);
     await conn.close();
   });
 });
 
 describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
   let listener: net.Server;
+  let listenerError: Error | undefined;
   let port: number;
   beforeAll(async () => {
-    listener = net.createServer((s) => s.end("hello\n"));
+    // A probe may close before reading the greeting (the kernel then resets the connection): never an unhandled error.
+    listener = net.createServer((s) => {
+      s.on("error", () => undefined);
+      s.end("hello\n");
+    });
+    listener.on("error", (e) => (listenerError = e));
     await new Promise<void>((r) => listener.listen(0, "127.0.0.1", r));
     port = (listener.address() as net.AddressInfo).port;
   });
-  afterAll(() => listener.close());
-  const probe = () => `exec 3<>/dev/tcp/127.0.0.1/${port} && echo CONNECTED`;
+  afterAll(() => new Promise<void>((r) => listener.close(() => r())));
+  // Reads the greeting before closing, so the exchange completes and proves data flowed both ways.
+  const probe = () => `exec 3<>/dev/tcp/127.0.0.1/${port} && read -r -t 10 line <&3 && echo "CONNECTED $line"`;
 
   test("writes outside the workspace fail and leave the target absent", async () => {
     const outside = path.join(path.dirname(ws), `outside-${Date.now()}.txt`);
@@ -185,7 +207,8 @@ describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
     const dir = await tempDir();
     const conn = await connect(["--workspace", dir, "--allow-network"]);
     const on = structured(await conn.call("Run", { command: probe() }));
-    expect(on.output).toContain("CONNECTED");
+    expect(on.output).toContain("CONNECTED hello");
+    expect(listenerError).toBeUndefined();
     await conn.close();
   });
 

@@ -152,16 +152,16 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     const abort = new AbortController();
     const call = conn.client.callTool({ name: "Task", arguments: { description: "cancel me", prompt: "Work." } }, undefined, { signal: abort.signal });
     const alive = () => processAlive(marker);
-    for (let i = 0; i < 100 && !alive(); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(alive()).toBe(true);
+    expect(await waitUntil(alive, 10_000)).toBe(true);
     abort.abort();
     await expect(call).rejects.toThrow();
     let rep: TaskReport | undefined;
-    for (let i = 0; i < 50 && !rep; i++) {
-      await new Promise((r) => setTimeout(r, 100));
+    const readReport = async () => {
       const runs = await fs.readdir(path.join(ws, ".backend-agent", "runs")).catch(() => []);
       rep = await fs.readFile(path.join(ws, ".backend-agent", "runs", runs[0] ?? "-", "report.json"), "utf8").then(JSON.parse, () => undefined);
-    }
+      return rep !== undefined;
+    };
+    await waitUntil(readReport, 10_000);
     expect(rep?.status).toBe("cancelled");
     expect(rep?.files_changed.map((f) => f.path)).toEqual(["notes.txt"]);
     expect(await waitUntil(() => !alive(), 5000)).toBe(true);

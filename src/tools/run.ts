@@ -11,7 +11,6 @@ const KEEP_BYTES = 64 * 1024;
 const MAX_COMMAND_CHARS = 100_000;
 const KILL_GRACE_MS = 500;
 const HEARTBEAT_MS = 5_000;
-const PROGRESS_MS = 250;
 
 /** Variables a command may see by default; anything else must be named with --allow-env. */
 const ENV_ALLOWLIST = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "NODE_ENV", "CI", "NVM_DIR", "NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "JAVA_HOME", "GOPATH", "GOROOT", "CARGO_HOME", "RUSTUP_HOME", "PYENV_ROOT", "VIRTUAL_ENV"];
@@ -143,11 +142,9 @@ export function createRunTool(config: RunConfig): Tool {
         const pgid = child.pid!;
         liveGroups.add(pgid);
         const out = new BoundedOutput();
-        let reported = 0;
+        // Every chunk updates the progress line; the server's progress reporter throttles, keeping the latest.
         child.stdout!.on("data", (chunk: Buffer) => {
           out.push(chunk);
-          if (Date.now() - reported < PROGRESS_MS) return;
-          reported = Date.now();
           ctx.progress(out.lastLine());
         });
         let stopReason: "timeout" | "cancel" | undefined;
