@@ -135,9 +135,10 @@ export async function generate() {
     license: pkg.license,
     keywords: ["mcp", "backend", "agent", "sandbox"],
   });
-  // The server comes from the npm package of the same version (see README, "Claude Code"). "timeout" (ms) is Claude
-  // Code's per-server tool-call limit: a Task may run for the server's default --task-timeout (1800 s), plus a minute.
-  json("plugin/.mcp.json", { mcpServers: { [SERVER]: { command: "npx", args: ["-y", `${pkg.name}@${pkg.version}`], timeout: 1_860_000 } } });
+  // plugin/bin/server.mjs runs a clone's own build, else the npm package of the same version (see README, "Claude
+  // Code"). "timeout" (ms) is Claude Code's per-server tool-call limit: a Task may run for the server's default
+  // --task-timeout (1800 s), plus a minute.
+  json("plugin/.mcp.json", { mcpServers: { [SERVER]: { command: "node", args: ["${CLAUDE_PLUGIN_ROOT}/bin/server.mjs"], timeout: 1_860_000 } } });
 
   files.set(
     "plugin/README.md",
@@ -153,7 +154,8 @@ export async function generate() {
       "",
       `- \`agents/${AGENT}.md\`: a subagent (\`subagent_type: "${subagentType}"\`) whose only tools are the MCP server's ${"`"}${toolPrefix}*${"`"} tools.`,
       "- `commands/be-*.md`: the quick commands, the same set as the server's MCP prompts.",
-      `- \`.mcp.json\`: starts the server with \`npx -y ${pkg.name}@${pkg.version}\`, the npm package of the same version.`,
+      "- `.mcp.json` and `bin/server.mjs`: start the server. In a clone (a local marketplace), the clone's own build",
+      `  (\`npm ci && npm run build\` first); elsewhere \`npx -y ${pkg.name}@${pkg.version}\`, the npm package of the same version.`,
       "",
       "See the repository README, section \"Claude Code\", for details.",
       "",

@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual, parseArgs } from "node:util";
 import { getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser/lib/esm/main.js";
+import { parseServerArgs } from "./options.js";
 import { packageRoot, pkg } from "./paths.js";
 import { writeFileAtomic } from "./workspace.js";
 
@@ -153,10 +154,8 @@ export function serverEntry(o: InitOptions): ServerEntry {
   }
   const entry: ServerEntry = { ...(info.typed ? { type: "stdio" as const } : {}), command, args: [...launch, ...args], env: o.env };
   if (info.timeout) {
-    // A Task may run for --task-timeout (default 1800 s); give the call a minute more than that.
-    const i = o.serverArgs.lastIndexOf("--task-timeout");
-    const seconds = Number(i >= 0 ? o.serverArgs[i + 1] : o.serverArgs.find((a) => a.startsWith("--task-timeout="))?.split("=")[1]) || 1800;
-    entry.timeout = (seconds + 60) * 1000;
+    // A Task may run for --task-timeout; give the call a minute more than that.
+    entry.timeout = (parseServerArgs(o.serverArgs)["task-timeout"] + 60) * 1000;
   }
   return entry;
 }
@@ -277,6 +276,11 @@ function parseCli(argv: string[]): (InitOptions & { config?: string; print: bool
     const eq = pair.indexOf("=");
     if (eq < 1) throw new InitError(`--env takes NAME=VALUE (got "${pair}")`, 2);
     env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  try {
+    parseServerArgs(serverArgs);
+  } catch (e) {
+    throw new InitError(`the server options after -- are not valid: ${(e as Error).message}`, 2);
   }
   return { host, workspace: path.resolve(values.workspace ?? "."), name: values.name, launcher, env, serverArgs, config: values.config, print: values.print };
 }

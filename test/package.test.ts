@@ -90,7 +90,7 @@ describe("npm package", () => {
     await fs.writeFile(path.join(app, "package.json"), "{}");
     await npm(["install", "--no-audit", "--no-fund", "--prefer-offline", tgz], app);
     const installed = path.join(app, "node_modules", pkg.name);
-    expect((await fs.readdir(installed)).filter((f) => f !== "node_modules").sort()).toEqual(["README.md", "dist", "package.json", "prompts", "tools"]);
+    expect((await fs.readdir(installed)).filter((f) => f !== "node_modules").sort()).toEqual(["LICENSE", "README.md", "dist", "package.json", "prompts", "tools"]);
     const bin = path.join(app, "node_modules", ".bin", win ? `${pkg.name}.cmd` : pkg.name);
     const { stdout } = await exec(bin, ["--version"], { shell: win });
     expect(stdout.trim()).toBe(pkg.version);
@@ -100,7 +100,7 @@ describe("npm package", () => {
     await exercise(process.execPath, [path.join(installed, "dist", "cli.js"), "--workspace", ws, "--sandbox", "off"], app);
   }, 180_000);
 
-  test("npx <the .tgz> --version and --help run, and the plugin's npx command starts the server", async () => {
+  test("npx <the .tgz> --version and --help run", async () => {
     // npx takes a path that starts with ./ as a package (an absolute path would be run as a command).
     const npx = win ? "npx.cmd" : "npx";
     const spec = `./${path.basename(tgz)}`;
@@ -109,11 +109,17 @@ describe("npm package", () => {
     const help = await exec(npx, ["-y", spec, "--help"], { cwd: tmp, timeout: 60_000, shell: win });
     expect(help.stdout).toContain(`Usage: ${pkg.name}`);
     expect(help.stdout).toContain("--workspace DIR");
-    // plugin/.mcp.json runs `npx -y <name>@<version>`; the same command with the spec pointing at this tarball.
+  }, 240_000);
+
+  test("the plugin's launcher, copied away from a clone (a remote marketplace), starts the npm package of its version", async () => {
+    // plugin/.mcp.json runs node ${CLAUDE_PLUGIN_ROOT}/bin/server.mjs. Outside a clone it runs `npx -y <name>@<version>`,
+    // which npx resolves offline from the project where the tarball is installed (the previous test's app folder).
     const { mcpServers } = JSON.parse(await fs.readFile(path.join(ROOT, "plugin", ".mcp.json"), "utf8")) as { mcpServers: Record<string, { command: string; args: string[] }> };
     const entry = mcpServers["backend-developer"]!;
-    expect(entry.args).toContain(`${pkg.name}@${pkg.version}`);
-    await exercise(win ? "npx.cmd" : entry.command, [...entry.args.map((a) => (a === `${pkg.name}@${pkg.version}` ? spec : a)), "--workspace", ws, "--sandbox", "off"], tmp);
+    const copy = path.join(tmp, "plugin-cache", "backend-developer", pkg.version);
+    await fs.cp(path.join(ROOT, "plugin"), copy, { recursive: true });
+    const args = entry.args.map((a) => a.replace("${CLAUDE_PLUGIN_ROOT}", copy));
+    await exercise(entry.command === "node" ? process.execPath : entry.command, [...args, "--workspace", ws, "--sandbox", "off"], path.join(tmp, "app"));
   }, 240_000);
 });
 

@@ -110,9 +110,9 @@ describe("generated from one source", () => {
     expect(body).toContain("You are a backend engineer");
   });
 
-  test(".mcp.json starts the npm package of this version; plugin.json and the marketplace carry the same version", async () => {
+  test(".mcp.json starts the plugin's launcher; plugin.json and the marketplace carry the same version", async () => {
     const mcp = JSON.parse(await fs.readFile(path.join(PLUGIN, ".mcp.json"), "utf8"));
-    expect(mcp).toEqual({ mcpServers: { "backend-developer": { command: "npx", args: ["-y", `${pkg.name}@${pkg.version}`], timeout: 1_860_000 } } });
+    expect(mcp).toEqual({ mcpServers: { "backend-developer": { command: "node", args: ["${CLAUDE_PLUGIN_ROOT}/bin/server.mjs"], timeout: 1_860_000 } } });
     const manifest = JSON.parse(await fs.readFile(path.join(PLUGIN, ".claude-plugin", "plugin.json"), "utf8"));
     expect(manifest).toMatchObject({ name: "backend-developer", version: pkg.version });
     const market = JSON.parse(await fs.readFile(path.join(ROOT, ".claude-plugin", "marketplace.json"), "utf8"));
@@ -142,6 +142,9 @@ describe("Claude Code", () => {
     expect(details.out).toMatch(/Agents \(1\)\s+backend-developer/);
     expect(details.out).toMatch(/MCP servers \(1\)\s+backend-developer/);
     for (const name of ["be-api", "be-auth", "be-docker", "be-migrate", "be-model", "be-service", "be-test", "be-validate"]) expect(details.out).toContain(name);
+    // Installed from a clone, the plugin runs in place on the clone's own build: the server connects, nothing published.
+    const health = await claude(["mcp", "list"]);
+    expect(health.out).toContain(`plugin:backend-developer:backend-developer: node ${PLUGIN}/bin/server.mjs - ✔ Connected`);
     // The installed copy is the plugin folder as generated.
     const cached = path.join(home, ".claude", "plugins", "cache", pkg.name, "backend-developer", pkg.version);
     expect(await fs.readFile(path.join(cached, "agents", "backend-developer.md"), "utf8")).toBe(await fs.readFile(path.join(PLUGIN, "agents", "backend-developer.md"), "utf8"));
