@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
@@ -92,29 +93,79 @@ export async function demoWorkspace(): Promise<string> {
   return dir;
 }
 
+const DEMO_HELP = `Usage: npm run demo -- [--keep] [--live ["<task>"]]
+
+Runs one Task on a fresh temporary workspace and prints the server's report.
+  (default)      REPLAY: a local stand-in for the Anthropic API replays a fixed conversation; no key needed
+  --live [TASK]  Use the real Anthropic API (needs ANTHROPIC_API_KEY); TASK defaults to the demo's task
+  --keep         Keep the temporary workspace afterwards (it is removed otherwise) and print where it is
+  -h, --help     Show this help`;
+
+interface DemoArgs {
+  live: boolean;
+  keep: boolean;
+  task: string;
+}
+
+/** The demo's own command line; throws with a usage message on anything it does not know. */
+export function parseDemoArgs(argv: string[]): DemoArgs | "help" {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { live: { type: "boolean" }, keep: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) return "help";
+  if (positionals.length && !values.live) throw new Error(`unexpected argument "${positionals[0]}" (a task is given with --live "<task>")`);
+  return { live: values.live ?? false, keep: values.keep ?? false, task: positionals.join(" ") || DEMO_TASK };
+}
+
+/** TAP and runner bookkeeping (durations, plan lines, YAML markers) that says nothing to a person watching. */
+const RUNNER_NOISE = /^(# (duration_ms|tests|suites|pass|fail|cancelled|skipped|todo)\b|\s*duration_ms:|\s*type: '|TAP version|1\.\.\d+$|\s*(---|\.\.\.)$)/;
+
+/** The part of a progress message worth showing, or undefined to skip it. */
+export function meaningfulProgress(message: string): string | undefined {
+  const latest = message.split(" · ").at(-1) ?? message;
+  return RUNNER_NOISE.test(latest) ? undefined : message;
+}
+
 async function main(): Promise<void> {
-  const liveIndex = process.argv.indexOf("--live");
-  const live = liveIndex !== -1;
-  const task = live ? (process.argv[liveIndex + 1] ?? DEMO_TASK) : DEMO_TASK;
+  let args: DemoArgs | "help";
+  try {
+    args = parseDemoArgs(process.argv.slice(2));
+  } catch (e) {
+    process.stderr.write(`demo: ${(e as Error).message}\n\n${DEMO_HELP}\n`);
+    process.exit(2);
+  }
+  if (args === "help") return void console.log(DEMO_HELP);
+  const { live, keep, task } = args;
   if (live && !process.env.ANTHROPIC_API_KEY) throw new Error("--live needs ANTHROPIC_API_KEY in the environment.");
   const workspace = await demoWorkspace();
   const model = live ? undefined : new ScriptedModel(demoSteps());
-  const env: Record<string, string> = { ...(process.env as Record<string, string>) };
-  if (model) Object.assign(env, { ANTHROPIC_API_KEY: "replay", ANTHROPIC_BASE_URL: await model.start() });
-
-  console.log(live ? `LIVE run against the Anthropic API in ${workspace}` : `REPLAY: a scripted model replays a fixed conversation (no live model, no API key needed).\nWorkspace: ${workspace}`);
-  console.log(`Task: ${task}\n`);
-  const client = new Client({ name: "backend-developer-demo", version: "1.0.0" });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace], env, stderr: "inherit" }));
-  const result = (await client.callTool({ name: "Task", arguments: { description: "Paginated users endpoint", prompt: task } }, undefined, {
-    onprogress: (p) => console.log(`  … ${p.message}`),
-    resetTimeoutOnProgress: true,
-    timeout: 30 * 60_000,
-  })) as CallToolResult;
-  console.log(`\n${result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n")}`);
-  await client.close();
-  await model?.stop();
-  process.exitCode = result.isError ? 1 : 0;
+  try {
+    const env: Record<string, string> = { ...(process.env as Record<string, string>) };
+    if (model) Object.assign(env, { ANTHROPIC_API_KEY: "replay", ANTHROPIC_BASE_URL: await model.start() });
+    console.log(live ? `LIVE run against the Anthropic API in ${workspace}` : `REPLAY: a scripted model replays a fixed conversation (no live model, no API key needed).\nWorkspace: ${workspace}`);
+    console.log(`Task: ${task}\n`);
+    const client = new Client({ name: "backend-developer-demo", version: "1.0.0" });
+    await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace], env, stderr: "inherit" }));
+    let shown = "";
+    const result = (await client.callTool({ name: "Task", arguments: { description: "Paginated users endpoint", prompt: task } }, undefined, {
+      onprogress: (p) => {
+        const line = meaningfulProgress(p.message ?? "");
+        if (line && line !== shown) console.log(`  … ${(shown = line)}`);
+      },
+      resetTimeoutOnProgress: true,
+      timeout: 30 * 60_000,
+    })) as CallToolResult;
+    console.log(`\n${result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n")}`);
+    await client.close();
+    process.exitCode = result.isError ? 1 : 0;
+  } finally {
+    await model?.stop();
+    if (keep) console.log(`\nThe workspace is kept: ${workspace}`);
+    else await fs.rm(workspace, { recursive: true, force: true });
+  }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {

@@ -141,6 +141,13 @@ describe.concurrent("Grep options", () => {
     );
   });
 
+  test("an invalid regex is a clear error that says how to escape the character", async () => {
+    const msg = fail(await grep({ pattern: "foo(" }));
+    expect(msg).toContain("regex parse error");
+    expect(msg).toContain('escape a special character with a backslash to match it literally, e.g. "\\("');
+    expect(ok(await grep({ pattern: "Hello\\(", output_mode: "content" }))).toContain("src/app.ts:3:export function Hello() {");
+  });
+
   test("multiline lets a pattern span lines; without it a \\n pattern is a clear error", async () => {
     expect(ok(await grep({ pattern: "start\\nmiddle", multiline: true, output_mode: "content" }))).toBe("ml.txt:1:start\nmiddle");
     expect(ok(await grep({ pattern: "start.middle", multiline: true }))).toBe("Found 1 file\nml.txt");

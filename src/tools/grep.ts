@@ -11,6 +11,12 @@ const MAX_LINE_CHARS = 500;
 const OUTPUT_BUDGET = MAX_RESULT_CHARS - 2_000;
 const MTIME_SORT_LIMIT = 1_000;
 
+/** One line on how to fix the pattern, when ripgrep could not parse it. */
+const hint = (stderr: string) =>
+  /regex parse error/.test(stderr)
+    ? '\nThe pattern is a regular expression (Rust syntax): escape a special character with a backslash to match it literally, e.g. "\\(" or "\\." (or put it in brackets: "[(]").'
+    : "";
+
 /** Runs rg with an argument array (never a shell string) in the workspace root, calling onLine per stdout line. */
 export async function runRg(args: string[], ctx: ToolContext, onLine: (line: string) => void): Promise<{ exitCode: number; stderr: string }> {
   const { execa } = await import("execa");
@@ -27,7 +33,7 @@ export async function runRg(args: string[], ctx: ToolContext, onLine: (line: str
   if (rest) onLine(rest);
   if (isCanceled) throw new ToolError("Cancelled.");
   // Exit 2 without a message: --no-messages hid unreadable files, or the filters left no file to search.
-  if (exitCode > 1 && (String(stderr).trim() || signal)) throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `killed by ${signal}`}`);
+  if (exitCode > 1 && (String(stderr).trim() || signal)) throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `killed by ${signal}`}${hint(String(stderr))}`);
   return { exitCode, stderr: String(stderr) };
 }
 
