@@ -10,8 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { askServer } from "./ask-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const mcpbCli = path.join(root, "node_modules", "@anthropic-ai", "mcpb", "dist", "cli", "cli.js");
@@ -80,16 +79,8 @@ export function manifest(pkg, tools) {
   };
 }
 
-async function serverTools(cli) {
-  const ws = await fs.mkdtemp(path.join(os.tmpdir(), "bundle-"));
-  const client = new Client({ name: "bundle", version: "1" });
-  try {
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [cli, "--workspace", ws, "--sandbox", "off"], stderr: "ignore" }));
-    return (await client.listTools()).tools;
-  } finally {
-    await client.close().catch(() => undefined);
-    await fs.rm(ws, { recursive: true, force: true });
-  }
+function serverTools(cli) {
+  return askServer(cli, async (client) => (await client.listTools()).tools);
 }
 
 /** Extracts an npm tarball (package/…) into dir. */

@@ -1,11 +1,9 @@
 // Regenerates the tool and prompt reference in README.md from the built server's own schemas.
 // `node scripts/docs.mjs --check` exits 1 when the README is out of date.
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { askServer } from "./ask-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const readme = path.join(root, "README.md");
@@ -22,13 +20,10 @@ function params(schema) {
 }
 
 export async function generate() {
-  const ws = await fs.mkdtemp(path.join(os.tmpdir(), "docs-"));
-  const client = new Client({ name: "docs", version: "1" });
-  await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(root, "dist", "cli.js"), "--workspace", ws, "--sandbox", "off"], stderr: "ignore" }));
-  const { tools } = await client.listTools();
-  const { prompts } = await client.listPrompts();
-  await client.close();
-  await fs.rm(ws, { recursive: true, force: true });
+  const { tools, prompts } = await askServer(path.join(root, "dist", "cli.js"), async (client) => ({
+    tools: (await client.listTools()).tools,
+    prompts: (await client.listPrompts()).prompts,
+  }));
   const toolDocs = tools.map((t) => {
     const a = t.annotations ?? {};
     const hints = [a.readOnlyHint && "read-only", a.destructiveHint && "destructive", t.outputSchema && "structured output"].filter(Boolean).join(", ");

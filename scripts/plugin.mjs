@@ -7,11 +7,9 @@
 // `node scripts/plugin.mjs` writes the files; `--check` exits 1 (writing nothing) when one is missing or stale.
 // Needs dist/ (npm run build); `npm run plugin` does both.
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { askServer } from "./ask-server.mjs";
 import { parse } from "yaml";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,20 +35,8 @@ function frontMatter(text, source) {
 const yamlString = (s) => JSON.stringify(s);
 
 /** The tools the built server lists (names only). */
-async function serverTools() {
-  const cli = path.join(root, "dist", "cli.js");
-  await fs.access(cli).catch(() => {
-    throw new Error("dist/cli.js is missing: run npm run build first (npm run plugin does both)");
-  });
-  const ws = await fs.mkdtemp(path.join(os.tmpdir(), "plugin-"));
-  const client = new Client({ name: "plugin-generator", version: "1" });
-  try {
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [cli, "--workspace", ws, "--sandbox", "off"], stderr: "ignore" }));
-    return (await client.listTools()).tools.map((t) => t.name);
-  } finally {
-    await client.close().catch(() => undefined);
-    await fs.rm(ws, { recursive: true, force: true });
-  }
+function serverTools() {
+  return askServer(path.join(root, "dist", "cli.js"), async (client) => (await client.listTools()).tools.map((t) => t.name));
 }
 
 /** A quick command (prompts/commands/<file>.md, MCP prompt be-<file>) as a Claude Code command. */
