@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { ENDED, RunManager, type RunConfig, type RunState, type TaskReport } from "../runs.js";
+import { runIdSchema, runListSchema, runViewSchema, type RunState, type TaskReport } from "../records.js";
+import { RunManager, type RunConfig } from "../runs.js";
 import { defineTool, type Tool, type ToolOutput } from "../tool.js";
 
 export interface TaskConfig extends RunConfig {
@@ -10,41 +11,6 @@ export interface TaskConfig extends RunConfig {
 const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
 const OUTPUT_WAIT_MAX = 45;
-
-const usage = z.object({ input_tokens: z.number(), output_tokens: z.number(), cache_read_input_tokens: z.number(), cache_creation_input_tokens: z.number() });
-const check = z.object({ name: z.string(), command: z.string().optional(), passed: z.boolean(), details: z.string() });
-const runView = z.object({
-  run_id: z.string(),
-  status: z.string().describe("queued | running | completed | verification_failed | max_turns | budget_exhausted | cancelled | error | needs_input | interrupted"),
-  message: z.string().describe("What the status means and what to do next"),
-  description: z.string(),
-  agent: z.string(),
-  model: z.string(),
-  usage,
-  cost_usd: z.number().describe("Estimated from the price table in prices.json"),
-  model_calls: z.number(),
-  summary: z.string().optional().describe("The agent's own summary; the status comes from the server's checks"),
-  files_changed: z.array(z.object({ path: z.string(), status: z.enum(["added", "modified", "deleted"]), insertions: z.number(), deletions: z.number() })).optional(),
-  verification: z.object({ passed: z.boolean(), checks: z.array(check), note: z.string().optional() }).nullable().optional(),
-  turns: z.number().optional(),
-  fix_rounds: z.number().optional(),
-  duration_ms: z.number().optional(),
-  transcript: z.string().optional(),
-  checkpoint: z.string().optional(),
-  revert_command: z.string().optional(),
-  isolation: z.enum(["none", "worktree"]),
-  merge_command: z.string().optional(),
-  question: z.object({ question: z.string(), options: z.array(z.string()).optional() }).optional(),
-  error: z.string().optional(),
-  notes: z.array(z.string()).optional(),
-  turn: z.number().optional(),
-  max_turns: z.number().optional(),
-  activity: z.string().optional(),
-  workdir: z.string().optional(),
-  server_pid: z.number().optional(),
-  created_at: z.string().optional(),
-  updated_at: z.string().optional(),
-});
 
 const STATUS_LINE: Record<string, string> = {
   completed: "Completed, and the server's checks passed.",
@@ -75,7 +41,7 @@ export function renderReport(r: TaskReport): string {
     `\n## Run\n- turns: ${r.turns}, fix rounds: ${r.fix_rounds}, model calls: ${r.model_calls}, wall time: ${(r.duration_ms / 1000).toFixed(1)} s`,
     `- tokens: input ${u.input_tokens}, output ${u.output_tokens}, cache read ${u.cache_read_input_tokens}, cache write ${u.cache_creation_input_tokens}; estimated cost $${r.cost_usd.toFixed(4)}`,
     `- transcript: ${r.transcript}`,
-    `- checkpoint: ${r.checkpoint}`,
+    `- checkpoint: ${r.checkpoint ?? "none"}`,
     ...(r.merge_command ? [`- merge into the workspace: ${r.merge_command}`] : []),
     `- revert: ${r.revert_command}`,
     ...r.notes.map((n) => `- note: ${n}`),
@@ -83,11 +49,11 @@ export function renderReport(r: TaskReport): string {
 }
 
 function present(v: TaskReport | RunState): ToolOutput {
-  if (ENDED.includes(v.status) && "summary" in v) {
+  if (v.kind === "report") {
     const text = renderReport(v);
     return { text, structured: { ...v, message: text.split("\n")[0]! } };
   }
-  const s = v as RunState;
+  const s = v;
   const message = stillRunning(s);
   return { text: `${message}\nTurn ${s.turn}/${s.max_turns}; tokens so far: ${s.usage.input_tokens} in, ${s.usage.output_tokens} out; estimated cost $${s.cost_usd.toFixed(4)}.`, structured: { ...s, message } };
 }
@@ -107,9 +73,9 @@ export function createTaskTools(config: TaskConfig): Tool[] {
       max_budget_usd: z.number().positive().optional().describe("Stop the run when its estimated cost reaches this many US dollars"),
       run_in_background: z.boolean().default(false).describe("Return at once with a run_id instead of waiting; follow the run with TaskOutput"),
       isolation: z.enum(["worktree"]).optional().describe('"worktree": work in a separate git worktree, leaving the workspace untouched; the report says how to merge'),
-      resume: z.string().optional().describe("run_id of an ended run to continue with prompt as the next instruction (same conversation and checkpoint)"),
+      resume: runIdSchema.optional().describe("run_id of an ended run to continue with prompt as the next instruction (same conversation and checkpoint)"),
     }),
-    output: runView,
+    output: runViewSchema,
     async handle(args, ctx) {
       const live = await runs.start(args, ctx);
       // Until this call returns, cancelling it stops the run; afterwards only TaskStop does.
@@ -130,21 +96,20 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     title: "Follow a Task run",
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     input: z.object({
-      run_id: z.string().optional().describe("The run to report on; omit to list the runs of this workspace"),
+      run_id: runIdSchema.optional().describe("The run to report on; omit to list the runs of this workspace"),
       wait_seconds: z.number().min(0).max(OUTPUT_WAIT_MAX).default(OUTPUT_WAIT_DEFAULT).describe(`Seconds to wait for a running run to end (default ${OUTPUT_WAIT_DEFAULT}, at most ${OUTPUT_WAIT_MAX})`),
     }),
-    output: runView.partial().extend({
-      runs: z.array(z.object({ run_id: z.string(), status: z.string(), description: z.string(), agent: z.string(), model: z.string(), cost_usd: z.number(), model_calls: z.number(), turns: z.number() })).optional(),
-      totals: z.object({ runs: z.number(), usage, cost_usd: z.number(), model_calls: z.number() }).optional(),
-    }),
+    output: runViewSchema.partial().extend(runListSchema.partial().shape),
     async handle({ run_id, wait_seconds }, ctx) {
       const root = ctx.ws.root;
       if (!run_id) {
-        const { runs: list, totals } = await runs.list(root);
+        const { runs: list, unreadable, totals } = await runs.list(root);
         const rows = list.map((r) => `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`);
+        rows.push(...unreadable.map((u) => `- ${u.name} [unreadable] ${u.reason}`));
         const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
-        const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}`;
-        return { text: `${message}\n${rows.join("\n") || "No runs yet."}`, structured: { runs: list, totals, message } };
+        const bad = unreadable.length ? ` ${unreadable.length} unreadable (not used).` : "";
+        const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}${bad}`;
+        return { text: `${message}\n${rows.join("\n") || "No runs yet."}`, structured: { runs: list, unreadable, totals, message } };
       }
       const live = runs.getLive(run_id);
       if (live && wait_seconds > 0) await runs.wait(live, wait_seconds * 1000, ctx.progress, ctx.signal);
@@ -157,7 +122,7 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     title: "Stop a Task run",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     input: z.object({ run_id: z.string().min(1).describe("The run to stop") }),
-    output: runView,
+    output: runViewSchema,
     async handle({ run_id }, ctx) {
       return present(await runs.stop(ctx.ws.root, run_id));
     },
