@@ -138,7 +138,7 @@ export async function initGitDir(repo: GitDir): Promise<void> {
 /** An index cache per work tree, so each snapshot only rehashes the files that changed. */
 const indexCache = (repo: GitDir, workTree: string) => path.join(repo.gitDir, `index-${createHash("sha256").update(workTree).digest("hex").slice(0, 16)}`);
 
-/** A commit of the work tree as it is on disk (not ignored files; nested repositories as their commit), through a private index. */
+/** A commit of the work tree as it is on disk (files not ignored; a nested repository as its commit), through a private index. */
 export async function snapshot(repo: GitDir, workTree: string, message: string): Promise<string> {
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-index-"));
   const index = path.join(tmp, "index");
@@ -146,8 +146,10 @@ export async function snapshot(repo: GitDir, workTree: string, message: string):
     const cache = indexCache(repo, workTree);
     await fs.copyFile(cache, index).catch(() => undefined);
     const env = { GIT_INDEX_FILE: index };
-    // --ignore-errors: an unreadable file or an empty nested repository leaves that path out (exit 1), not the snapshot.
-    await git(repo, workTree, ["add", "-A", "--ignore-errors", "--", ".", ":(exclude)node_modules"], { env, okCodes: [1] });
+    // Not `git add`: for a nested repository it runs `git status` there, with that repository's config.
+    // ls-files and update-index only read a nested repository's HEAD (recorded as a gitlink) and never start a program.
+    const listed = await git(repo, workTree, ["ls-files", "-z", "--others", "--modified", "--deleted", "--exclude-standard", "--", ".", ":(exclude)node_modules"], { env });
+    if (listed) await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--stdin"], { env, input: listed });
     const tree = (await git(repo, workTree, ["write-tree"], { env })).trim();
     const commit = (await git(repo, workTree, ["commit-tree", tree, "-m", message], { env })).trim();
     await fs.rename(index, cache).catch(() => undefined);
@@ -201,6 +203,8 @@ export async function materialise(repo: GitDir, commit: string, dir: string, wor
     const env = { GIT_INDEX_FILE: path.join(tmp, "index") };
     await git(repo, dir, ["read-tree", checkedId(commit)], { env });
     await git(repo, dir, ["checkout-index", "--all", "--force"], { env });
+    // The worktree's snapshots start from this index: a nested repository (an empty folder here) stays as its commit.
+    await fs.rename(env.GIT_INDEX_FILE, indexCache(repo, await fs.realpath(dir)));
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
