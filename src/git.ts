@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { accessSync, constants, realpathSync, statSync } from "node:fs";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { OBJECT_ID, type FileChange } from "./records.js";
 
@@ -135,12 +134,15 @@ export async function initGitDir(repo: GitDir): Promise<void> {
   await fs.writeFile(path.join(repo.gitDir, "info", "exclude"), EXCLUDES);
 }
 
+/** A temporary folder in the state folder (same file system as the index caches, so they can be renamed into place). */
+const privateTemp = (repo: GitDir) => fs.mkdtemp(path.join(repo.home, "tmp-"));
+
 /** An index cache per work tree, so each snapshot only rehashes the files that changed. */
 const indexCache = (repo: GitDir, workTree: string) => path.join(repo.gitDir, `index-${createHash("sha256").update(workTree).digest("hex").slice(0, 16)}`);
 
 /** A commit of the work tree as it is on disk (files not ignored; a nested repository as its commit), through a private index. */
 export async function snapshot(repo: GitDir, workTree: string, message: string): Promise<string> {
-  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-index-"));
+  const tmp = await privateTemp(repo);
   const index = path.join(tmp, "index");
   try {
     const cache = indexCache(repo, workTree);
@@ -198,7 +200,7 @@ export async function changes(repo: GitDir, from: string, to: string): Promise<F
 /** Writes the files of commit into dir (which must not exist yet); node_modules is linked from the workspace so tests can run. */
 export async function materialise(repo: GitDir, commit: string, dir: string, workspace: string): Promise<string> {
   await fs.mkdir(dir, { mode: 0o700 });
-  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-index-"));
+  const tmp = await privateTemp(repo);
   try {
     const env = { GIT_INDEX_FILE: path.join(tmp, "index") };
     await git(repo, dir, ["read-tree", checkedId(commit)], { env });

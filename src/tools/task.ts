@@ -121,7 +121,7 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     name: "TaskStop",
     title: "Stop a Task run",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
-    input: z.object({ run_id: z.string().min(1).describe("The run to stop") }),
+    input: z.object({ run_id: runIdSchema.describe("The run to stop") }),
     output: runViewSchema,
     async handle({ run_id }, ctx) {
       return present(await runs.stop(ctx.ws.root, run_id));
