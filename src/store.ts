@@ -45,9 +45,20 @@ export async function openStore(workspace: string): Promise<Store> {
   }
   const store: Store = { workspace, dir, gitDir: path.join(dir, "git"), home: dir, git: findGit(workspace), runsDir: path.join(dir, "runs"), worktreesDir: path.join(dir, "worktrees") };
   for (const d of [store.runsDir, store.worktreesDir]) await ensureRealDir(d);
+  await removeStaleTemps(dir);
   await initGitDir(store);
   await writeFileAtomic(path.join(dir, "workspace.json"), `${JSON.stringify({ workspace, created_at: new Date().toISOString() }, null, 2)}\n`);
   return store;
+}
+
+/** Temporary index folders left by a server that was killed (another live server's are younger than an hour). */
+async function removeStaleTemps(dir: string): Promise<void> {
+  const hourAgo = Date.now() - 3_600_000;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith("tmp-")) continue;
+    const stat = await fs.lstat(path.join(dir, name)).catch(() => undefined);
+    if (stat && stat.mtimeMs < hourAgo) await fs.rm(path.join(dir, name), { recursive: true, force: true });
+  }
 }
 
 /** A folder that is a real folder (not a link to one), created when missing. */
