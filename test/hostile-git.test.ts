@@ -94,6 +94,7 @@ async function serve(ws: string, env: Record<string, string> = {}) {
   const model = new ScriptedModel([...steps(), ...steps()]);
   const conn = await connect(["--workspace", ws, "--sandbox", hasBwrap ? "os" : "off"], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME, ...env } });
   cleanup.push(() => model.stop(), () => conn.close());
+  await conn.client.listTools();
   return conn;
 }
 

@@ -26,6 +26,8 @@ async function serve(ws: string, steps: Step[]): Promise<Connection> {
   const model = new ScriptedModel(steps);
   const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME } });
   cleanup.push(() => model.stop(), () => conn.close());
+  // Listing the tools makes the SDK client validate every structuredContent against the tool's outputSchema.
+  await conn.client.listTools();
   return conn;
 }
 
