@@ -21,7 +21,12 @@ export interface GitDir {
   git: { file: string; path: string };
 }
 
-const IDENTITY = { GIT_AUTHOR_NAME: "backend-agent", GIT_AUTHOR_EMAIL: "backend-agent@localhost", GIT_COMMITTER_NAME: "backend-agent", GIT_COMMITTER_EMAIL: "backend-agent@localhost" };
+const IDENTITY = {
+  GIT_AUTHOR_NAME: "backend-agent",
+  GIT_AUTHOR_EMAIL: "backend-agent@localhost",
+  GIT_COMMITTER_NAME: "backend-agent",
+  GIT_COMMITTER_EMAIL: "backend-agent@localhost",
+};
 
 /** The whole config of the server's git directory, rewritten on every start. */
 const CONFIG = `[core]
@@ -66,7 +71,9 @@ export function findGit(workspace: string): GitDir["git"] {
       return undefined;
     }
   };
-  const dirs = (process.env.PATH ?? "").split(path.delimiter).filter((d) => path.isAbsolute(d) && !isWithin(workspace, real(d) ?? workspace));
+  const dirs = (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .filter((d) => path.isAbsolute(d) && !isWithin(workspace, real(d) ?? workspace));
   for (const dir of dirs) {
     const file = real(path.join(dir, "git"));
     if (!file || isWithin(workspace, file) || !statSync(file).isFile()) continue;
@@ -80,7 +87,8 @@ export function findGit(workspace: string): GitDir["git"] {
   throw new Error("git was not found on the PATH (outside the workspace); install git to use Task checkpoints.");
 }
 
-const isWithin = (root: string, p: string) => p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+const isWithin = (root: string, p: string) =>
+  p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 
 /** The environment of every server-side git call: nothing from the server's own GIT_* variables. */
 function gitEnv(repo: GitDir, workTree: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -104,7 +112,12 @@ function gitEnv(repo: GitDir, workTree: string, extra: Record<string, string> = 
 }
 
 /** Runs git on the server's git directory with workTree as the work tree; exit codes in okCodes are not failures. */
-async function git(repo: GitDir, workTree: string, args: string[], opts: { env?: Record<string, string>; input?: string; okCodes?: number[] } = {}): Promise<string> {
+async function git(
+  repo: GitDir,
+  workTree: string,
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string; okCodes?: number[] } = {},
+): Promise<string> {
   const { execa } = await import("execa");
   const result = await execa(repo.git.file, args, {
     cwd: workTree,
@@ -116,7 +129,9 @@ async function git(repo: GitDir, workTree: string, args: string[], opts: { env?:
     ...(opts.input === undefined ? { stdin: "ignore" as const } : { input: opts.input }),
   });
   if (result.exitCode !== 0 && !(opts.okCodes ?? []).includes(result.exitCode ?? -1)) {
-    throw new Error(`git ${args[0]} failed (exit ${result.exitCode ?? result.signal}): ${String(result.stderr).trim().split("\n").slice(-3).join(" ")}`);
+    throw new Error(
+      `git ${args[0]} failed (exit ${result.exitCode ?? result.signal}): ${String(result.stderr).trim().split("\n").slice(-3).join(" ")}`,
+    );
   }
   return String(result.stdout);
 }
@@ -138,7 +153,8 @@ export async function initGitDir(repo: GitDir): Promise<void> {
 const privateTemp = (repo: GitDir) => fs.mkdtemp(path.join(repo.home, "tmp-"));
 
 /** An index cache per work tree, so each snapshot only rehashes the files that changed. */
-const indexCache = (repo: GitDir, workTree: string) => path.join(repo.gitDir, `index-${createHash("sha256").update(workTree).digest("hex").slice(0, 16)}`);
+const indexCache = (repo: GitDir, workTree: string) =>
+  path.join(repo.gitDir, `index-${createHash("sha256").update(workTree).digest("hex").slice(0, 16)}`);
 
 /** A commit of the work tree as it is on disk (files not ignored; a nested repository as its commit), through a private index. */
 export async function snapshot(repo: GitDir, workTree: string, message: string): Promise<string> {
@@ -150,8 +166,24 @@ export async function snapshot(repo: GitDir, workTree: string, message: string):
     const env = { GIT_INDEX_FILE: index };
     // Not `git add`: for a nested repository it runs `git status` there, with that repository's config.
     // ls-files and update-index only read a nested repository's HEAD (recorded as a gitlink) and never start a program.
-    const listed = await git(repo, workTree, ["ls-files", "-z", "--others", "--modified", "--deleted", "--exclude-standard", "--", ".", ":(exclude)node_modules"], { env });
-    if (listed) await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--stdin"], { env, input: listed });
+    const listed = await git(
+      repo,
+      workTree,
+      [
+        "ls-files",
+        "-z",
+        "--others",
+        "--modified",
+        "--deleted",
+        "--exclude-standard",
+        "--",
+        ".",
+        ":(exclude)node_modules",
+      ],
+      { env },
+    );
+    if (listed)
+      await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--stdin"], { env, input: listed });
     const tree = (await git(repo, workTree, ["write-tree"], { env })).trim();
     const commit = (await git(repo, workTree, ["commit-tree", tree, "-m", message], { env })).trim();
     await fs.rename(index, cache).catch(() => undefined);
@@ -175,13 +207,32 @@ export async function keepCommit(repo: GitDir, name: string, commit: string): Pr
 export async function existingCommits(repo: GitDir, ids: string[]): Promise<Set<string>> {
   const valid = [...new Set(ids.filter((id) => OBJECT_ID.test(id)))];
   if (!valid.length) return new Set();
-  const out = await git(repo, repo.home, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], { input: `${valid.join("\n")}\n` });
-  return new Set(out.split("\n").filter((l) => l.endsWith(" commit")).map((l) => l.split(" ")[0]!));
+  const out = await git(repo, repo.home, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], {
+    input: `${valid.join("\n")}\n`,
+  });
+  return new Set(
+    out
+      .split("\n")
+      .filter((l) => l.endsWith(" commit"))
+      .map((l) => l.split(" ")[0]!),
+  );
 }
 
 /** Files that differ between two snapshots, with line counts (NUL-separated, so any file name works). */
 export async function changes(repo: GitDir, from: string, to: string): Promise<FileChange[]> {
-  const diff = (format: string) => git(repo, repo.home, ["diff", format, "-z", "--no-renames", "--no-ext-diff", "--no-textconv", "--ignore-submodules=none", checkedId(from), checkedId(to), "--"]);
+  const diff = (format: string) =>
+    git(repo, repo.home, [
+      "diff",
+      format,
+      "-z",
+      "--no-renames",
+      "--no-ext-diff",
+      "--no-textconv",
+      "--ignore-submodules=none",
+      checkedId(from),
+      checkedId(to),
+      "--",
+    ]);
   const [numstat, status] = await Promise.all([diff("--numstat"), diff("--name-status")]);
   const kinds = new Map<string, string>();
   const tokens = status.split("\0");
@@ -193,7 +244,12 @@ export async function changes(repo: GitDir, from: string, to: string): Promise<F
       const [ins = "", del = "", ...name] = record.split("\t");
       const file = name.join("\t");
       const s = kinds.get(file);
-      return { path: file, status: s === "A" ? "added" : s === "D" ? "deleted" : "modified", insertions: Number(ins) || 0, deletions: Number(del) || 0 };
+      return {
+        path: file,
+        status: s === "A" ? "added" : s === "D" ? "deleted" : "modified",
+        insertions: Number(ins) || 0,
+        deletions: Number(del) || 0,
+      };
     });
 }
 
@@ -211,7 +267,8 @@ export async function materialise(repo: GitDir, commit: string, dir: string, wor
     await fs.rm(tmp, { recursive: true, force: true });
   }
   const modules = path.join(workspace, "node_modules");
-  if (await fs.stat(modules).catch(() => undefined)) await fs.symlink(modules, path.join(dir, "node_modules"), "dir").catch(() => undefined);
+  if (await fs.stat(modules).catch(() => undefined))
+    await fs.symlink(modules, path.join(dir, "node_modules"), "dir").catch(() => undefined);
   return fs.realpath(dir);
 }
 
@@ -219,16 +276,20 @@ export async function materialise(repo: GitDir, commit: string, dir: string, wor
 export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /** `git` on the server's git directory and the workspace, as a person would type it (pathspecs taken literally). */
-const gitFor = (repo: GitDir, workTree: string) => `git --git-dir=${shellQuote(repo.gitDir)} --work-tree=${shellQuote(workTree)} --literal-pathspecs`;
+const gitFor = (repo: GitDir, workTree: string) =>
+  `git --git-dir=${shellQuote(repo.gitDir)} --work-tree=${shellQuote(workTree)} --literal-pathspecs`;
 
 /** A shell command that puts the changed files of the workspace back as they were at the checkpoint. */
 export function revertCommand(repo: GitDir, workspace: string, checkpoint: string, changed: FileChange[]): string {
   if (!changed.length) return "(nothing to revert: no file changed)";
-  const paths = (added: boolean) => changed.filter((c) => (c.status === "added") === added).map((c) => shellQuote(c.path));
+  const paths = (added: boolean) =>
+    changed.filter((c) => (c.status === "added") === added).map((c) => shellQuote(c.path));
   const [restore, remove] = [paths(false), paths(true)];
   return [
     `cd ${shellQuote(workspace)}`,
-    ...(restore.length ? [`${gitFor(repo, workspace)} restore --source=${checkedId(checkpoint)} --worktree -- ${restore.join(" ")}`] : []),
+    ...(restore.length
+      ? [`${gitFor(repo, workspace)} restore --source=${checkedId(checkpoint)} --worktree -- ${restore.join(" ")}`]
+      : []),
     ...(remove.length ? [`rm -f -- ${remove.join(" ")}`] : []),
   ].join(" && ");
 }

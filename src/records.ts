@@ -28,7 +28,9 @@ export type AgentStatus = Exclude<RunStatus, "queued" | "running" | "interrupted
 
 /** The server's run id: creation time (UTC) and 6 random hex digits, e.g. 20260130-075600-1a2b3c. */
 export const RUN_ID = /^\d{8}-\d{6}-[0-9a-f]{6}$/;
-export const runIdSchema = z.string().regex(RUN_ID, "is not a run id (like 20260130-075600-1a2b3c, as returned by Task)");
+export const runIdSchema = z
+  .string()
+  .regex(RUN_ID, "is not a run id (like 20260130-075600-1a2b3c, as returned by Task)");
 
 /** A full git object id (SHA-1) in the server's own git directory. */
 export const OBJECT_ID = /^[0-9a-f]{40}$/;
@@ -46,7 +48,10 @@ export type Usage = z.infer<typeof usageSchema>;
 const relativePath = z
   .string()
   .min(1)
-  .refine((p) => !p.includes("\0") && !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === ".git"), "is not a plain path inside the workspace");
+  .refine(
+    (p) => !p.includes("\0") && !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === ".git"),
+    "is not a plain path inside the workspace",
+  );
 
 export const fileChangeSchema = z.object({
   path: relativePath,
@@ -134,7 +139,10 @@ export type TaskReport = z.infer<typeof taskReportSchema>;
 
 /** messages.json: the conversation saved for resume (content blocks are checked for their type only). */
 export const messagesSchema = z.array(
-  z.object({ role: z.enum(["user", "assistant"]), content: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]) }),
+  z.object({
+    role: z.enum(["user", "assistant"]),
+    content: z.union([z.string(), z.array(z.looseObject({ type: z.string() }))]),
+  }),
 );
 
 /** workspace.json in the state folder: which workspace the folder belongs to. */
@@ -161,7 +169,9 @@ export const runViewSchema = runStateSchema
   .partial()
   .extend(taskReportSchema.partial().shape)
   .extend({
-    kind: z.enum(["state", "report"]).describe('"report" when the run has ended, "state" while it is queued or running'),
+    kind: z
+      .enum(["state", "report"])
+      .describe('"report" when the run has ended, "state" while it is queued or running'),
     run_id: runIdSchema,
     status: runStatusSchema,
     message: z.string().describe("What the status means and what to do next"),

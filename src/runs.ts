@@ -1,15 +1,34 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import { continueConversation, runAgent } from "./agent.js";
-import { changes, discardWorktreeCommand, keepCommit, materialise, mergeCommand, revertCommand, snapshot } from "./git.js";
+import {
+  changes,
+  discardWorktreeCommand,
+  keepCommit,
+  materialise,
+  mergeCommand,
+  revertCommand,
+  snapshot,
+} from "./git.js";
 import { chooseBackend, DEFAULT_MODEL, emptyUsage, type Message } from "./model.js";
 import { loadAgents, type Agent } from "./prompts.js";
 import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
-import { isEnded, type FileChange, type RunState, type RunSummary, type TaskReport, type UnreadableRun, type Usage } from "./records.js";
+import { isEnded, type FileChange, type RunState, type RunSummary, type TaskReport, type Usage } from "./records.js";
 import { verify } from "./verify.js";
 import { Semaphore } from "./semaphore.js";
-import { openStore, readMessages, readRun, recordFile, runDir, runFolders, worktreeDir, writeRecord, type Store } from "./store.js";
+import {
+  checkRunId,
+  openStore,
+  readMessages,
+  readRun,
+  recordFile,
+  runDir,
+  runFolders,
+  worktreeDir,
+  writeRecord,
+  type Store,
+} from "./store.js";
 import { ToolError, Workspace } from "./workspace.js";
 
 /** Durable Task runs: each lives in the server's state folder, runs/<id>/ (state, conversation, transcript, report), so nothing is only in memory. */
@@ -37,9 +56,14 @@ export interface TaskRequest {
 }
 
 /** The tools an agent may call: all (and AskUserQuestion) unless its definition lists them. */
-const toolsFor = (agent: Agent, all: Tool[]) => [...all, ask].filter((t) => !agent.tools || agent.tools.includes(t.name));
+const toolsFor = (agent: Agent, all: Tool[]) =>
+  [...all, ask].filter((t) => !agent.tools || agent.tools.includes(t.name));
 
-const MODEL_ALIASES: Record<string, string> = { sonnet: "claude-sonnet-5-5", opus: "claude-opus-5-5", haiku: "claude-haiku-5-5" };
+const MODEL_ALIASES: Record<string, string> = {
+  sonnet: "claude-sonnet-5-5",
+  opus: "claude-opus-5-5",
+  haiku: "claude-haiku-5-5",
+};
 const FIX_ROUNDS = 2;
 const LIST_LIMIT = 50;
 const HEARTBEAT_MS = 5_000;
@@ -54,6 +78,16 @@ function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** A run whose records failed validation: named with the reason, never followed. */
+export class UnreadableRunError extends ToolError {
+  constructor(
+    readonly id: string,
+    readonly reason: string,
+  ) {
+    super(`Run ${id} is unreadable and is not used: ${reason}.`);
   }
 }
 
@@ -98,28 +132,52 @@ export class RunManager {
     if (!req.description) throw new ToolError("description is required (a 3-5 word label for the task).");
     const agents = await loadAgents(root);
     const agent = agents.get(req.subagent_type);
-    if (!agent) throw new ToolError(`Unknown subagent_type "${req.subagent_type}". Known agents: ${[...agents.keys()].join(", ")}. Define more in .claude/agents/<name>.md.`);
+    if (!agent)
+      throw new ToolError(
+        `Unknown subagent_type "${req.subagent_type}". Known agents: ${[...agents.keys()].join(", ")}. Define more in .claude/agents/<name>.md.`,
+      );
     const requested = req.model ?? agent.model ?? process.env.BACKEND_AGENT_MODEL ?? DEFAULT_MODEL;
     const backend = await chooseBackend(MODEL_ALIASES[requested] ?? requested, ctx.server);
     const id = newRunId();
     await fs.mkdir(runDir(store, id));
     const now = new Date().toISOString();
     const state: RunState = {
-      kind: "state", run_id: id, status: "queued", description: req.description, agent: agent.name, model: backend.model,
-      isolation: req.isolation === "worktree" ? "worktree" : "none", workdir: root, server_pid: process.pid,
-      created_at: now, updated_at: now, turn: 0, max_turns: req.max_turns, activity: "queued",
-      usage: emptyUsage(), cost_usd: 0, model_calls: 0,
+      kind: "state",
+      run_id: id,
+      status: "queued",
+      description: req.description,
+      agent: agent.name,
+      model: backend.model,
+      isolation: req.isolation === "worktree" ? "worktree" : "none",
+      workdir: root,
+      server_pid: process.pid,
+      created_at: now,
+      updated_at: now,
+      turn: 0,
+      max_turns: req.max_turns,
+      activity: "queued",
+      usage: emptyUsage(),
+      cost_usd: 0,
+      model_calls: 0,
     };
     await writeRecord(store, id, "state.json", state);
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(store, state, ctx, { backend, system: agent.systemPrompt, tools, messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
+    return this.launch(store, state, ctx, {
+      backend,
+      system: agent.systemPrompt,
+      tools,
+      messages: [{ role: "user", content: req.prompt }],
+      budgetUsd: req.max_budget_usd,
+    });
   }
 
   private async resume(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
     const store = await this.store(ctx.ws.root);
-    const id = req.resume!;
-    runDir(store, id);
-    if (this.live.has(id) || this.resuming.has(id)) throw new ToolError(`Run ${id} is still running: wait for it with TaskOutput, or stop it with TaskStop, before resuming.`);
+    const id = checkRunId(req.resume!);
+    if (this.live.has(id) || this.resuming.has(id))
+      throw new ToolError(
+        `Run ${id} is still running: wait for it with TaskOutput, or stop it with TaskStop, before resuming.`,
+      );
     this.resuming.add(id);
     try {
       return await this.prepareResume(req, ctx, store, id);
@@ -132,7 +190,8 @@ export class RunManager {
 
   private async prepareResume(req: TaskRequest, ctx: ToolContext, store: Store, id: string): Promise<LiveRun> {
     const prev = await this.view(store.workspace, id);
-    if (prev.kind !== "report") throw new ToolError(`Run ${id} is ${prev.status} in another server process; it cannot be resumed here.`);
+    if (prev.kind !== "report")
+      throw new ToolError(`Run ${id} is ${prev.status} in another server process; it cannot be resumed here.`);
     const saved = await readMessages(store, id).catch((e: Error) => {
       throw new ToolError(`Run ${id} cannot be resumed: ${e.message}.`);
     });
@@ -143,13 +202,34 @@ export class RunManager {
     const agent = agents.get(prev.agent);
     if (!agent) throw new ToolError(`Run ${id} used agent "${prev.agent}", which no longer exists.`);
     const backend = await chooseBackend(prev.model, ctx.server, true);
-    Object.assign(state, { status: "queued", server_pid: process.pid, max_turns: prev.turns + req.max_turns, activity: "queued (resume)", updated_at: new Date().toISOString() });
+    Object.assign(state, {
+      status: "queued",
+      server_pid: process.pid,
+      max_turns: prev.turns + req.max_turns,
+      activity: "queued (resume)",
+      updated_at: new Date().toISOString(),
+    });
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(store, state, ctx, { backend, system: agent.systemPrompt, tools, messages: continueConversation(saved as Message[], req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
+    return this.launch(store, state, ctx, {
+      backend,
+      system: agent.systemPrompt,
+      tools,
+      messages: continueConversation(saved as Message[], req.prompt),
+      budgetUsd: req.max_budget_usd,
+      previous: prev,
+    });
   }
 
   private launch(store: Store, state: RunState, ctx: ToolContext, prepared: Prepared): LiveRun {
-    const live: LiveRun = { store, state, releases: [], saved: Promise.resolve(), abort: new AbortController(), listeners: new Set(), done: undefined as unknown as Promise<TaskReport> };
+    const live: LiveRun = {
+      store,
+      state,
+      releases: [],
+      saved: Promise.resolve(),
+      abort: new AbortController(),
+      listeners: new Set(),
+      done: undefined as unknown as Promise<TaskReport>,
+    };
     this.live.set(state.run_id, live);
     live.done = this.execute(live, ctx, prepared).finally(() => this.live.delete(state.run_id));
     // A run in the background has no caller to see a failure: never let it become an unhandled rejection.
@@ -166,7 +246,8 @@ export class RunManager {
       if (turn.busy) this.note(live, "queued: another run is changing this workspace");
       live.releases.push(await turn.acquire(signal));
     }
-    if (this.slots.busy) this.note(live, `queued: ${this.config.maxRuns} runs in progress (at most ${this.config.maxRuns} at once)`);
+    if (this.slots.busy)
+      this.note(live, `queued: ${this.config.maxRuns} runs in progress (at most ${this.config.maxRuns} at once)`);
     live.releases.push(await this.slots.acquire(signal));
   }
 
@@ -176,7 +257,14 @@ export class RunManager {
   }
 
   private persist(live: LiveRun): Promise<void> {
-    live.saved = live.saved.then(() => writeRecord(live.store, live.state.run_id, "state.json", { ...live.state, updated_at: new Date().toISOString() })).catch(() => undefined);
+    live.saved = live.saved
+      .then(() =>
+        writeRecord(live.store, live.state.run_id, "state.json", {
+          ...live.state,
+          updated_at: new Date().toISOString(),
+        }),
+      )
+      .catch(() => undefined);
     return live.saved;
   }
 
@@ -185,7 +273,11 @@ export class RunManager {
     const { store, state } = live;
     const notes: string[] = [];
     if (!state.checkpoint) {
-      const checkpoint = await snapshot(store, store.workspace, `backend-agent checkpoint before ${state.run_id}: ${state.description}`);
+      const checkpoint = await snapshot(
+        store,
+        store.workspace,
+        `backend-agent checkpoint before ${state.run_id}: ${state.description}`,
+      );
       await keepCommit(store, state.run_id, checkpoint);
       state.checkpoint = checkpoint;
       if (state.isolation === "worktree") {
@@ -203,16 +295,26 @@ export class RunManager {
     let written = Promise.resolve();
     const record = (event: Record<string, unknown>) => {
       const line = `${JSON.stringify({ t: new Date().toISOString(), run_id: state.run_id, ...event })}\n`;
-      written = written.then(() => fs.appendFile(recordFile(store, state.run_id, "transcript.jsonl"), line)).catch(() => undefined);
+      written = written
+        .then(() => fs.appendFile(recordFile(store, state.run_id, "transcript.jsonl"), line))
+        .catch(() => undefined);
     };
     try {
       await this.acquire(live);
       const notes = await this.setup(live);
-      if (prepared.backend.kind === "sampling") notes.push("Token and cost budgets are not enforced: MCP sampling reports no token usage.");
+      if (prepared.backend.kind === "sampling")
+        notes.push("Token and cost budgets are not enforced: MCP sampling reports no token usage.");
       started = Date.now();
       state.status = "running";
       await this.persist(live);
-      record({ type: "start", agent: state.agent, model: state.model, backend: prepared.backend.kind, resumed: Boolean(prepared.previous), last_message: prepared.messages.at(-1) });
+      record({
+        type: "start",
+        agent: state.agent,
+        model: state.model,
+        backend: prepared.backend.kind,
+        resumed: Boolean(prepared.previous),
+        last_message: prepared.messages.at(-1),
+      });
 
       // One Workspace per folder: the client's and the agent's edits of a file share its lock and read stamps.
       const ws = state.workdir === root ? ctx.ws : await Workspace.open(state.workdir);
@@ -224,7 +326,12 @@ export class RunManager {
         ask: (question, options) => this.ask(ctx, question, options),
       };
       const run = this.config.tools.find((t) => t.name === "Run");
-      const changedNow = async () => changes(store, state.checkpoint!, await snapshot(store, state.workdir, `backend-agent state of ${state.run_id}`));
+      const changedNow = async () =>
+        changes(
+          store,
+          state.checkpoint!,
+          await snapshot(store, state.workdir, `backend-agent state of ${state.run_id}`),
+        );
       const prev = prepared.previous;
       const outcome = await runAgent({
         backend: prepared.backend,
@@ -233,35 +340,75 @@ export class RunManager {
         ctx: runCtx,
         messages: prepared.messages,
         spent: { usage: prev?.usage ?? emptyUsage(), modelCalls: prev?.model_calls ?? 0, turns: prev?.turns ?? 0 },
-        budget: { maxTurns: state.max_turns, maxTokens: this.config.maxTokens, maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd, deadline: started + this.config.timeoutMs },
+        budget: {
+          maxTurns: state.max_turns,
+          maxTokens: this.config.maxTokens,
+          maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd,
+          deadline: started + this.config.timeoutMs,
+        },
         fixRounds: FIX_ROUNDS,
         record,
         saveMessages: (messages) => writeRecord(store, state.run_id, "messages.json", messages),
         onTurn: (t) => {
-          Object.assign(state, { turn: t.turn, activity: t.activity, usage: t.usage, cost_usd: t.costUsd, model_calls: t.modelCalls });
+          Object.assign(state, {
+            turn: t.turn,
+            activity: t.activity,
+            usage: t.usage,
+            cost_usd: t.costUsd,
+            model_calls: t.modelCalls,
+          });
           void this.persist(live);
         },
         verify: async () => {
           if (!run) return { passed: true, checks: [], note: "Run is not available, so no checks could be run." };
-          return verify(runCtx, run, (await changedNow()).filter((c) => c.status !== "deleted").map((c) => c.path), this.config.testCommand);
+          return verify(
+            runCtx,
+            run,
+            (await changedNow()).filter((c) => c.status !== "deleted").map((c) => c.path),
+            this.config.testCommand,
+          );
         },
       });
       await live.saved;
       const report = await this.finish(store, state, {
-        status: outcome.status, summary: outcome.summary, verification: outcome.verification ?? null, usage: outcome.usage, cost_usd: outcome.costUsd,
-        model_calls: outcome.modelCalls, turns: outcome.turns, fix_rounds: (prev?.fix_rounds ?? 0) + outcome.fixRounds, duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
-        question: outcome.question, error: outcome.error, notes: [...(prev?.notes ?? []), ...notes],
+        status: outcome.status,
+        summary: outcome.summary,
+        verification: outcome.verification ?? null,
+        usage: outcome.usage,
+        cost_usd: outcome.costUsd,
+        model_calls: outcome.modelCalls,
+        turns: outcome.turns,
+        fix_rounds: (prev?.fix_rounds ?? 0) + outcome.fixRounds,
+        duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
+        question: outcome.question,
+        error: outcome.error,
+        notes: [...(prev?.notes ?? []), ...notes],
       });
       record({ type: "report", ...report });
       return report;
     } catch (e) {
       await live.saved;
       const outcome = {
-        status: live.abort.signal.aborted ? ("cancelled" as const) : ("error" as const), summary: "", verification: null, usage: state.usage, cost_usd: state.cost_usd, model_calls: state.model_calls,
-        turns: state.turn, fix_rounds: 0, duration_ms: Date.now() - started, error: live.abort.signal.aborted ? undefined : (e as Error).message, notes: [],
+        status: live.abort.signal.aborted ? ("cancelled" as const) : ("error" as const),
+        summary: "",
+        verification: null,
+        usage: state.usage,
+        cost_usd: state.cost_usd,
+        model_calls: state.model_calls,
+        turns: state.turn,
+        fix_rounds: 0,
+        duration_ms: Date.now() - started,
+        error: live.abort.signal.aborted ? undefined : (e as Error).message,
+        notes: [],
       };
       // If even the report cannot be computed (git failing, run folder deleted), report without the file list.
-      const report = await this.finish(store, state, outcome).catch((failure: Error) => this.finish(store, { ...state, checkpoint: undefined }, { ...outcome, notes: [`Could not list the changes: ${failure.message}`] }));
+      const report = await this.finish(store, state, outcome).catch((failure: Error) =>
+        this.finish(
+          store,
+          { ...state, checkpoint: undefined },
+          { ...outcome, notes: [`Could not list the changes: ${failure.message}`] },
+        ),
+      );
       record({ type: "report", ...report });
       return report;
     } finally {
@@ -283,12 +430,28 @@ export class RunManager {
       }
     }
     const report = withCommands(store, {
-      kind: "report", run_id: state.run_id, description: state.description, agent: state.agent, model: state.model, files_changed: filesChanged,
-      transcript: "", ...(state.checkpoint && { checkpoint: state.checkpoint }), ...(result && { result }), revert_command: "", isolation: state.isolation, ...r,
+      kind: "report",
+      run_id: state.run_id,
+      description: state.description,
+      agent: state.agent,
+      model: state.model,
+      files_changed: filesChanged,
+      transcript: "",
+      ...(state.checkpoint && { checkpoint: state.checkpoint }),
+      ...(result && { result }),
+      revert_command: "",
+      isolation: state.isolation,
+      ...r,
     });
     if (!report.question) delete report.question;
     if (!report.error) delete report.error;
-    Object.assign(state, { status: report.status, usage: report.usage, cost_usd: report.cost_usd, model_calls: report.model_calls, activity: report.status });
+    Object.assign(state, {
+      status: report.status,
+      usage: report.usage,
+      cost_usd: report.cost_usd,
+      model_calls: report.model_calls,
+      activity: report.status,
+    });
     await writeRecord(store, state.run_id, "report.json", report);
     await writeRecord(store, state.run_id, "state.json", { ...state, updated_at: new Date().toISOString() });
     return report;
@@ -296,9 +459,15 @@ export class RunManager {
 
   private async ask(ctx: ToolContext, question: string, options?: string[]): Promise<string | undefined> {
     if (!ctx.server?.getClientCapabilities()?.elicitation) return undefined;
-    const answer = options ? { type: "string" as const, title: "Answer", enum: options } : { type: "string" as const, title: "Answer" };
-    const res = await ctx.server.elicitInput({ message: question, requestedSchema: { type: "object", properties: { answer }, required: ["answer"] } });
-    if (res.action === "accept" && typeof res.content?.answer === "string") return `The user answered: ${res.content.answer}`;
+    const answer = options
+      ? { type: "string" as const, title: "Answer", enum: options }
+      : { type: "string" as const, title: "Answer" };
+    const res = await ctx.server.elicitInput({
+      message: question,
+      requestedSchema: { type: "object", properties: { answer }, required: ["answer"] },
+    });
+    if (res.action === "accept" && typeof res.content?.answer === "string")
+      return `The user answered: ${res.content.answer}`;
     return `The user chose not to answer (${res.action}). Proceed with your best judgement and say what you assumed.`;
   }
 
@@ -308,7 +477,10 @@ export class RunManager {
     let timer: NodeJS.Timeout | undefined;
     // A heartbeat in every phase (queued, model call, long command) so clients that reset their timeout on progress keep waiting.
     const started = Date.now();
-    const heartbeat = setInterval(() => progress(`${live.state.activity} · ${Math.round((Date.now() - started) / 1000)}s`), HEARTBEAT_MS);
+    const heartbeat = setInterval(
+      () => progress(`${live.state.activity} · ${Math.round((Date.now() - started) / 1000)}s`),
+      HEARTBEAT_MS,
+    );
     try {
       const ended = await Promise.race([
         live.done.then(() => true),
@@ -332,38 +504,70 @@ export class RunManager {
   /** The report of an ended run, or the state of one in progress; an orphaned run is finalised as interrupted. */
   async view(root: string, id: string): Promise<TaskReport | RunState> {
     const store = await this.store(root);
-    runDir(store, id);
-    const live = this.live.get(id);
+    const live = this.live.get(checkRunId(id));
     if (live) return isEnded(live.state.status) ? live.done : live.state;
     const { state, report } = await readRun(store, id).catch((e: Error) => {
-      throw new ToolError(`Run ${id} is unreadable and is not used: ${e.message}.`);
+      throw new UnreadableRunError(id, e.message);
     });
-    if (report && (!state || isEnded(state.status) || state.server_pid === process.pid)) return withCommands(store, report);
+    if (report && (!state || isEnded(state.status) || state.server_pid === process.pid))
+      return withCommands(store, report);
     if (!state) throw new ToolError(`No run ${id} in this workspace. Call TaskOutput without run_id to list the runs.`);
     if (state.server_pid !== process.pid && alive(state.server_pid)) return state;
-    return this.finish(store, state, {
-      status: "interrupted", summary: "", verification: null, usage: state.usage, cost_usd: state.cost_usd, model_calls: state.model_calls, turns: state.turn,
-      fix_rounds: 0, duration_ms: Math.max(0, Date.parse(state.updated_at) - Date.parse(state.created_at)), notes: ["The server stopped while this run was in progress; what it changed is still in the workspace."],
-    });
+    const outcome: Outcome = {
+      status: "interrupted",
+      summary: "",
+      verification: null,
+      usage: state.usage,
+      cost_usd: state.cost_usd,
+      model_calls: state.model_calls,
+      turns: state.turn,
+      fix_rounds: 0,
+      duration_ms: Math.max(0, Date.parse(state.updated_at) - Date.parse(state.created_at)),
+      notes: ["The server stopped while this run was in progress; what it changed is still in the workspace."],
+    };
+    // A worktree that was removed meanwhile: report without the file list.
+    return this.finish(store, state, outcome).catch((failure: Error) =>
+      this.finish(
+        store,
+        { ...state, checkpoint: undefined },
+        { ...outcome, notes: [...outcome.notes, `Could not list the changes: ${failure.message}`] },
+      ),
+    );
   }
 
   /** The newest runs of the workspace (at most LIST_LIMIT), with totals over all of them; unreadable runs are named with the reason. */
-  async list(root: string): Promise<{ runs: RunSummary[]; unreadable: UnreadableRun[]; totals: { runs: number; usage: Usage; cost_usd: number; model_calls: number } }> {
+  async list(
+    root: string,
+  ): Promise<{
+    runs: RunSummary[];
+    unreadable: { name: string; reason: string }[];
+    totals: { runs: number; usage: Usage; cost_usd: number; model_calls: number };
+  }> {
     const store = await this.store(root);
     const { ids, strays } = await runFolders(store);
     const runs: RunSummary[] = [];
-    const unreadable: UnreadableRun[] = [...strays];
+    const unreadable: { name: string; reason: string }[] = [...strays];
     const totals = { runs: 0, usage: emptyUsage(), cost_usd: 0, model_calls: 0 };
     for (const id of ids) {
       let v: TaskReport | RunState;
       try {
         v = await this.view(root, id);
       } catch (e) {
-        // A folder whose state.json is not written yet is a run being created: not listed yet.
-        if (!(e as Error).message.startsWith("No run ")) unreadable.push({ name: id, reason: (e as Error).message.replace(/^Run \S+ is unreadable and is not used: /, "").replace(/\.$/, "") });
+        if (e instanceof UnreadableRunError) unreadable.push({ name: id, reason: e.reason });
+        // Otherwise a folder whose state.json is not written yet: a run being created, listed once it is.
         continue;
       }
-      if (runs.length < LIST_LIMIT) runs.push({ run_id: v.run_id, status: v.status, description: v.description, agent: v.agent, model: v.model, cost_usd: v.cost_usd, model_calls: v.model_calls, turns: v.kind === "report" ? v.turns : v.turn });
+      if (runs.length < LIST_LIMIT)
+        runs.push({
+          run_id: v.run_id,
+          status: v.status,
+          description: v.description,
+          agent: v.agent,
+          model: v.model,
+          cost_usd: v.cost_usd,
+          model_calls: v.model_calls,
+          turns: v.kind === "report" ? v.turns : v.turn,
+        });
       totals.runs++;
       totals.cost_usd += v.cost_usd;
       totals.model_calls += v.model_calls;
@@ -374,8 +578,7 @@ export class RunManager {
 
   /** Stops a live run (as a client cancel would) and returns its report. */
   async stop(root: string, id: string): Promise<TaskReport | RunState> {
-    runDir(await this.store(root), id);
-    const live = this.live.get(id);
+    const live = this.live.get(checkRunId(id));
     if (!live) return this.view(root, id);
     live.abort.abort();
     return live.done;
@@ -392,14 +595,33 @@ interface Prepared {
 }
 
 /** What the agent loop and the server decide about a run; finish() adds what it computes. */
-type Outcome = Omit<TaskReport, "kind" | "run_id" | "description" | "agent" | "model" | "files_changed" | "transcript" | "checkpoint" | "result" | "revert_command" | "isolation" | "merge_command">;
+type Outcome = Omit<
+  TaskReport,
+  | "kind"
+  | "run_id"
+  | "description"
+  | "agent"
+  | "model"
+  | "files_changed"
+  | "transcript"
+  | "checkpoint"
+  | "result"
+  | "revert_command"
+  | "isolation"
+  | "merge_command"
+>;
 
 /** The report with its transcript path and commands rebuilt from its validated fields (never taken from the record). */
 export function withCommands(store: Store, report: TaskReport): TaskReport {
   const out: TaskReport = { ...report, transcript: recordFile(store, report.run_id, "transcript.jsonl") };
   delete out.merge_command;
   if (!report.checkpoint) return { ...out, revert_command: "(no checkpoint was taken: nothing changed)" };
-  if (report.isolation === "none") return { ...out, revert_command: revertCommand(store, store.workspace, report.checkpoint, report.files_changed) };
+  if (report.isolation === "none")
+    return { ...out, revert_command: revertCommand(store, store.workspace, report.checkpoint, report.files_changed) };
   const merge = report.result && mergeCommand(store, store.workspace, report.checkpoint, report.result);
-  return { ...out, revert_command: discardWorktreeCommand(worktreeDir(store, report.run_id)), ...(merge && { merge_command: merge }) };
+  return {
+    ...out,
+    revert_command: discardWorktreeCommand(worktreeDir(store, report.run_id)),
+    ...(merge && { merge_command: merge }),
+  };
 }

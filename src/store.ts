@@ -5,7 +5,15 @@ import os from "node:os";
 import path from "node:path";
 import type { z } from "zod";
 import { existingCommits, findGit, initGitDir, type GitDir } from "./git.js";
-import { describeIssues, messagesSchema, RUN_ID, runStateSchema, taskReportSchema, type RunState, type TaskReport } from "./records.js";
+import {
+  describeIssues,
+  messagesSchema,
+  RUN_ID,
+  runStateSchema,
+  taskReportSchema,
+  type RunState,
+  type TaskReport,
+} from "./records.js";
 import { isInside, ToolError, writeFileAtomic } from "./workspace.js";
 
 /**
@@ -41,13 +49,26 @@ export async function openStore(workspace: string): Promise<Store> {
   await fs.mkdir(wanted, { recursive: true, mode: 0o700 });
   const dir = await fs.realpath(wanted);
   if (isInside(workspace, dir) || isInside(dir, workspace)) {
-    throw new ToolError(`The server's state folder ${dir} would be inside the workspace (or hold it), where commands could change it. Set XDG_STATE_HOME to a folder outside ${workspace}.`);
+    throw new ToolError(
+      `The server's state folder ${dir} would be inside the workspace (or hold it), where commands could change it. Set XDG_STATE_HOME to a folder outside ${workspace}.`,
+    );
   }
-  const store: Store = { workspace, dir, gitDir: path.join(dir, "git"), home: dir, git: findGit(workspace), runsDir: path.join(dir, "runs"), worktreesDir: path.join(dir, "worktrees") };
+  const store: Store = {
+    workspace,
+    dir,
+    gitDir: path.join(dir, "git"),
+    home: dir,
+    git: findGit(workspace),
+    runsDir: path.join(dir, "runs"),
+    worktreesDir: path.join(dir, "worktrees"),
+  };
   for (const d of [store.runsDir, store.worktreesDir]) await ensureRealDir(d);
   await removeStaleTemps(dir);
   await initGitDir(store);
-  await writeFileAtomic(path.join(dir, "workspace.json"), `${JSON.stringify({ workspace, created_at: new Date().toISOString() }, null, 2)}\n`);
+  await writeFileAtomic(
+    path.join(dir, "workspace.json"),
+    `${JSON.stringify({ workspace, created_at: new Date().toISOString() }, null, 2)}\n`,
+  );
   return store;
 }
 
@@ -64,17 +85,33 @@ async function removeStaleTemps(dir: string): Promise<void> {
 /** A folder that is a real folder (not a link to one), created when missing. */
 async function ensureRealDir(dir: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  if (!(await fs.lstat(dir)).isDirectory()) throw new ToolError(`${dir} in the server's state folder is not a folder; remove it and try again.`);
+  if (!(await fs.lstat(dir)).isDirectory())
+    throw new ToolError(`${dir} in the server's state folder is not a folder; remove it and try again.`);
 }
 
-export const runDir = (store: Store, id: string) => {
-  if (!RUN_ID.test(id)) throw new ToolError(`"${id}" is not a run id (like 20260130-075600-1a2b3c). Call TaskOutput without run_id to list the runs.`);
-  return path.join(store.runsDir, id);
-};
-export const worktreeDir = (store: Store, id: string) => path.join(store.worktreesDir, id);
-export const recordFile = (store: Store, id: string, name: "state.json" | "report.json" | "messages.json" | "transcript.jsonl") => path.join(runDir(store, id), name);
+/** Refuses anything but the server's run id format (arguments are validated already; this guards every path built). */
+export function checkRunId(id: string): string {
+  if (!RUN_ID.test(id))
+    throw new ToolError(
+      `"${id}" is not a run id (like 20260130-075600-1a2b3c). Call TaskOutput without run_id to list the runs.`,
+    );
+  return id;
+}
 
-export async function writeRecord(store: Store, id: string, name: "state.json" | "report.json" | "messages.json", value: unknown): Promise<void> {
+export const runDir = (store: Store, id: string) => path.join(store.runsDir, checkRunId(id));
+export const worktreeDir = (store: Store, id: string) => path.join(store.worktreesDir, checkRunId(id));
+export const recordFile = (
+  store: Store,
+  id: string,
+  name: "state.json" | "report.json" | "messages.json" | "transcript.jsonl",
+) => path.join(runDir(store, id), name);
+
+export async function writeRecord(
+  store: Store,
+  id: string,
+  name: "state.json" | "report.json" | "messages.json",
+  value: unknown,
+): Promise<void> {
   await writeFileAtomic(recordFile(store, id, name), JSON.stringify(value, null, 2));
 }
 
@@ -86,12 +123,17 @@ async function readRecordText(file: string): Promise<string | undefined> {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return undefined;
-    throw new Error(code === "ELOOP" ? `${path.basename(file)} is a symbolic link` : `${path.basename(file)} cannot be read (${code})`);
+    throw new Error(
+      code === "ELOOP"
+        ? `${path.basename(file)} is a symbolic link`
+        : `${path.basename(file)} cannot be read (${code})`,
+    );
   }
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new Error(`${path.basename(file)} is not a regular file`);
-    if (stat.size > MAX_RECORD_BYTES) throw new Error(`${path.basename(file)} is larger than ${MAX_RECORD_BYTES} bytes`);
+    if (stat.size > MAX_RECORD_BYTES)
+      throw new Error(`${path.basename(file)} is larger than ${MAX_RECORD_BYTES} bytes`);
     return await handle.readFile("utf8");
   } finally {
     await handle.close();
@@ -126,10 +168,14 @@ export async function readRun(store: Store, id: string): Promise<RunRecords> {
   const dir = runDir(store, id);
   const stat = await fs.lstat(dir).catch(() => undefined);
   if (!stat) return {};
-  if (!stat.isDirectory()) throw new Error(stat.isSymbolicLink() ? "the run folder is a symbolic link" : "the run folder is not a folder");
+  if (!stat.isDirectory())
+    throw new Error(stat.isSymbolicLink() ? "the run folder is a symbolic link" : "the run folder is not a folder");
   const state = await readValid(path.join(dir, "state.json"), runStateSchema);
   const report = await readValid(path.join(dir, "report.json"), taskReportSchema);
-  for (const [name, r] of [["state.json", state], ["report.json", report]] as const) {
+  for (const [name, r] of [
+    ["state.json", state],
+    ["report.json", report],
+  ] as const) {
     if (r && r.run_id !== id) throw new Error(`${name} names run ${r.run_id}, not ${id}`);
   }
   if (state) await checkWorkdir(store, id, state.workdir);
@@ -143,9 +189,11 @@ export async function readRun(store: Store, id: string): Promise<RunRecords> {
 /** workdir must be the workspace, or the run's own worktree, both after resolving links. */
 async function checkWorkdir(store: Store, id: string, workdir: string): Promise<void> {
   const allowed = [store.workspace, worktreeDir(store, id)];
-  if (!allowed.includes(workdir)) throw new Error(`state.json: workdir ${JSON.stringify(workdir)} is neither the workspace nor this run's worktree`);
+  if (!allowed.includes(workdir))
+    throw new Error(`state.json: workdir ${JSON.stringify(workdir)} is neither the workspace nor this run's worktree`);
   const real = await fs.realpath(workdir).catch(() => workdir);
-  if (real !== workdir) throw new Error(`state.json: workdir ${JSON.stringify(workdir)} resolves to ${real} through a link`);
+  if (real !== workdir)
+    throw new Error(`state.json: workdir ${JSON.stringify(workdir)} resolves to ${real} through a link`);
 }
 
 /** The saved conversation of a run, validated; undefined when there is none. */

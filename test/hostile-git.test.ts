@@ -24,7 +24,21 @@ afterEach(async () => {
 });
 afterAll(() => fs.rm(STATE_HOME, { recursive: true, force: true }));
 
-const HOOKS = ["pre-commit", "post-commit", "post-checkout", "post-merge", "post-index-change", "reference-transaction", "pre-auto-gc", "post-rewrite", "pre-push", "fsmonitor-watchman", "applypatch-msg", "pre-applypatch", "post-applypatch"];
+const HOOKS = [
+  "pre-commit",
+  "post-commit",
+  "post-checkout",
+  "post-merge",
+  "post-index-change",
+  "reference-transaction",
+  "pre-auto-gc",
+  "post-rewrite",
+  "pre-push",
+  "fsmonitor-watchman",
+  "applypatch-msg",
+  "pre-applypatch",
+  "post-applypatch",
+];
 const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /** The marker folder (outside the workspace), one program per setting that touches hits/<name>, and an include file. */
@@ -34,11 +48,38 @@ async function markers(): Promise<{ dir: string; hits: () => Promise<string[]>; 
   await fs.mkdir(path.join(dir, "bin"));
   await fs.mkdir(path.join(dir, "hits"));
   const program = (name: string) => path.join(dir, "bin", name);
-  const names = ["filter-clean", "filter-smudge", "filter-process", "textconv", "diff-command", "diff-external", "merge-driver", "fsmonitor", "pager", "pager-diff", "editor", "sequence-editor", "ssh", "credential", "gpg", "gpg-ssh", "askpass", "include-fsmonitor", "include-filter", "includeif-fsmonitor", "git-on-path", ...HOOKS.map((h) => `hook-${h}`)];
-  for (const n of names) await fs.writeFile(program(n), `#!/bin/sh\ntouch ${q(path.join(dir, "hits", n))}\ncat\n`, { mode: 0o755 });
+  const names = [
+    "filter-clean",
+    "filter-smudge",
+    "filter-process",
+    "textconv",
+    "diff-command",
+    "diff-external",
+    "merge-driver",
+    "fsmonitor",
+    "pager",
+    "pager-diff",
+    "editor",
+    "sequence-editor",
+    "ssh",
+    "credential",
+    "gpg",
+    "gpg-ssh",
+    "askpass",
+    "include-fsmonitor",
+    "include-filter",
+    "includeif-fsmonitor",
+    "git-on-path",
+    ...HOOKS.map((h) => `hook-${h}`),
+  ];
+  for (const n of names)
+    await fs.writeFile(program(n), `#!/bin/sh\ntouch ${q(path.join(dir, "hits", n))}\ncat\n`, { mode: 0o755 });
   await fs.mkdir(path.join(dir, "hooks"));
   for (const h of HOOKS) await fs.symlink(program(`hook-${h}`), path.join(dir, "hooks", h));
-  await fs.writeFile(path.join(dir, "include.cfg"), `[core]\n\tfsmonitor = ${program("include-fsmonitor")}\n[filter "y"]\n\tclean = ${program("include-filter")}\n`);
+  await fs.writeFile(
+    path.join(dir, "include.cfg"),
+    `[core]\n\tfsmonitor = ${program("include-fsmonitor")}\n[filter "y"]\n\tclean = ${program("include-filter")}\n`,
+  );
   await fs.writeFile(path.join(dir, "includeif.cfg"), `[core]\n\tfsmonitor = ${program("includeif-fsmonitor")}\n`);
   return { dir, hits: () => fs.readdir(path.join(dir, "hits")), program };
 }
@@ -46,12 +87,28 @@ async function markers(): Promise<{ dir: string; hits: () => Promise<string[]>; 
 /** Shell commands, run in the repository's work tree, that plant every program-running setting in its .git. */
 function plant(m: Awaited<ReturnType<typeof markers>>): string {
   const settings: [string, string][] = [
-    ["filter.x.clean", m.program("filter-clean")], ["filter.x.smudge", m.program("filter-smudge")], ["filter.x.process", m.program("filter-process")], ["filter.x.required", "true"],
-    ["diff.x.textconv", m.program("textconv")], ["diff.x.command", m.program("diff-command")], ["diff.external", m.program("diff-external")],
-    ["merge.x.driver", m.program("merge-driver")], ["core.fsmonitor", m.program("fsmonitor")], ["core.hooksPath", path.join(m.dir, "hooks")],
-    ["core.pager", m.program("pager")], ["pager.diff", m.program("pager-diff")], ["core.editor", m.program("editor")], ["sequence.editor", m.program("sequence-editor")],
-    ["core.sshCommand", m.program("ssh")], ["credential.helper", `!${m.program("credential")}`], ["gpg.program", m.program("gpg")], ["gpg.ssh.program", m.program("gpg-ssh")],
-    ["commit.gpgSign", "true"], ["core.askPass", m.program("askpass")], ["include.path", path.join(m.dir, "include.cfg")], ["includeIf.gitdir:/.path", path.join(m.dir, "includeif.cfg")],
+    ["filter.x.clean", m.program("filter-clean")],
+    ["filter.x.smudge", m.program("filter-smudge")],
+    ["filter.x.process", m.program("filter-process")],
+    ["filter.x.required", "true"],
+    ["diff.x.textconv", m.program("textconv")],
+    ["diff.x.command", m.program("diff-command")],
+    ["diff.external", m.program("diff-external")],
+    ["merge.x.driver", m.program("merge-driver")],
+    ["core.fsmonitor", m.program("fsmonitor")],
+    ["core.hooksPath", path.join(m.dir, "hooks")],
+    ["core.pager", m.program("pager")],
+    ["pager.diff", m.program("pager-diff")],
+    ["core.editor", m.program("editor")],
+    ["sequence.editor", m.program("sequence-editor")],
+    ["core.sshCommand", m.program("ssh")],
+    ["credential.helper", `!${m.program("credential")}`],
+    ["gpg.program", m.program("gpg")],
+    ["gpg.ssh.program", m.program("gpg-ssh")],
+    ["commit.gpgSign", "true"],
+    ["core.askPass", m.program("askpass")],
+    ["include.path", path.join(m.dir, "include.cfg")],
+    ["includeIf.gitdir:/.path", path.join(m.dir, "includeif.cfg")],
   ];
   return [
     "git init -q",
@@ -62,7 +119,8 @@ function plant(m: Awaited<ReturnType<typeof markers>>): string {
   ].join(" && ");
 }
 
-const bash = (command: string, cwd: string) => execFileSync("bash", ["-c", command], { cwd, encoding: "utf8", env: { ...process.env, GIT_CONFIG_NOSYSTEM: "1" } });
+const bash = (command: string, cwd: string) =>
+  execFileSync("bash", ["-c", command], { cwd, encoding: "utf8", env: { ...process.env, GIT_CONFIG_NOSYSTEM: "1" } });
 const report = (r: CallToolResult) => {
   if (r.isError) throw new Error(text(r));
   return r.structuredContent as unknown as TaskReport;
@@ -76,7 +134,9 @@ async function runTasks(conn: Connection, ws: string): Promise<void> {
   expect(inPlace.files_changed.map((f) => f.path).sort()).toEqual(["a.txt", "b.y", "dir/c.txt"]);
   bash(inPlace.revert_command, "/");
   expect(existsSync(path.join(ws, "a.txt"))).toBe(false);
-  const isolated = report(await conn.call("Task", { description: "worktree", prompt: "Write files.", isolation: "worktree" }));
+  const isolated = report(
+    await conn.call("Task", { description: "worktree", prompt: "Write files.", isolation: "worktree" }),
+  );
   expect(isolated.status).toBe("completed");
   expect(isolated.files_changed.map((f) => f.path).sort()).toEqual(["a.txt", "b.y", "dir/c.txt"]);
   expect(existsSync(path.join(ws, "a.txt"))).toBe(false);
@@ -86,14 +146,23 @@ async function runTasks(conn: Connection, ws: string): Promise<void> {
 }
 
 const steps = () => [
-  reply(use("Write", { file_path: "a.txt", content: "a\n" }), use("Write", { file_path: "b.y", content: "b\n" }), use("Write", { file_path: "dir/c.txt", content: "c\n" })),
+  reply(
+    use("Write", { file_path: "a.txt", content: "a\n" }),
+    use("Write", { file_path: "b.y", content: "b\n" }),
+    use("Write", { file_path: "dir/c.txt", content: "c\n" }),
+  ),
   reply(say("Wrote the files.")),
 ];
 
 async function serve(ws: string, env: Record<string, string> = {}) {
   const model = new ScriptedModel([...steps(), ...steps()]);
-  const conn = await connect(["--workspace", ws, "--sandbox", hasBwrap ? "os" : "off"], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME, ...env } });
-  cleanup.push(() => model.stop(), () => conn.close());
+  const conn = await connect(["--workspace", ws, "--sandbox", hasBwrap ? "os" : "off"], {
+    env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME, ...env },
+  });
+  cleanup.push(
+    () => model.stop(),
+    () => conn.close(),
+  );
   await conn.client.listTools();
   return conn;
 }
@@ -124,25 +193,31 @@ describe("server-side git runs no program the workspace names", () => {
     expect((await m.hits()).length).toBeGreaterThan(0);
   });
 
-  test.runIf(hasBwrap)("a .git and a nested nested/.git planted by a sandboxed Run in a workspace that was not a repository", async () => {
-    const m = await markers();
-    const ws = await workspace();
-    const conn = await serve(ws);
-    ok(await conn.call("Run", { command: `mkdir nested && (cd nested && ${plant(m)}) && ${plant(m)}` }));
-    expect(existsSync(path.join(ws, ".git", "config"))).toBe(true);
-    expect(existsSync(path.join(ws, "nested", ".git", "config"))).toBe(true);
-    await runTasks(conn, ws);
-    expect(await m.hits()).toEqual([]);
-    expectLiveUnderPlainGit(ws);
-    expect((await m.hits()).length).toBeGreaterThan(0);
-  });
+  test.runIf(hasBwrap)(
+    "a .git and a nested nested/.git planted by a sandboxed Run in a workspace that was not a repository",
+    async () => {
+      const m = await markers();
+      const ws = await workspace();
+      const conn = await serve(ws);
+      ok(await conn.call("Run", { command: `mkdir nested && (cd nested && ${plant(m)}) && ${plant(m)}` }));
+      expect(existsSync(path.join(ws, ".git", "config"))).toBe(true);
+      expect(existsSync(path.join(ws, "nested", ".git", "config"))).toBe(true);
+      await runTasks(conn, ws);
+      expect(await m.hits()).toEqual([]);
+      expectLiveUnderPlainGit(ws);
+      expect((await m.hits()).length).toBeGreaterThan(0);
+    },
+  );
 
   test("nested repositories (one with a commit, one empty) with every setting", async () => {
     const m = await markers();
     const ws = await workspace();
     await fs.mkdir(path.join(ws, "sub"));
     await fs.writeFile(path.join(ws, "sub", "tracked.txt"), "t\n");
-    bash("git init -q && git add tracked.txt && git -c user.name=t -c user.email=t@t commit -qm base", path.join(ws, "sub"));
+    bash(
+      "git init -q && git add tracked.txt && git -c user.name=t -c user.email=t@t commit -qm base",
+      path.join(ws, "sub"),
+    );
     await fs.mkdir(path.join(ws, "empty"));
     for (const sub of ["sub", "empty"]) bash(plant(m), path.join(ws, sub));
     const conn = await serve(ws);

@@ -24,8 +24,13 @@ async function scratch(prefix: string): Promise<string> {
 
 async function serve(ws: string, steps: Step[]): Promise<Connection> {
   const model = new ScriptedModel(steps);
-  const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME } });
-  cleanup.push(() => model.stop(), () => conn.close());
+  const conn = await connect(["--workspace", ws], {
+    env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME },
+  });
+  cleanup.push(
+    () => model.stop(),
+    () => conn.close(),
+  );
   // Listing the tools makes the SDK client validate every structuredContent against the tool's outputSchema.
   await conn.client.listTools();
   return conn;
@@ -35,7 +40,8 @@ const view = (r: CallToolResult) => {
   if (r.isError) throw new Error(text(r));
   return r.structuredContent as unknown as TaskReport & { message: string };
 };
-const files = async (dir: string) => (await fs.readdir(dir, { recursive: true })).filter((f) => !f.startsWith(".git")).sort();
+const files = async (dir: string) =>
+  (await fs.readdir(dir, { recursive: true })).filter((f) => !f.startsWith(".git")).sort();
 const bash = (command: string, cwd: string) => execFileSync("bash", ["-c", command], { cwd, encoding: "utf8" });
 const DEAD_PID = 2 ** 22 + 1;
 
@@ -52,13 +58,24 @@ describe("forged run records are validated, listed as unreadable, and never foll
 
     const state = path.join(stateDirFor(ws, { XDG_STATE_HOME: STATE_HOME }));
     const runs = path.join(state, "runs");
-    const goodState = runStateSchema.parse(JSON.parse(await fs.readFile(path.join(runs, good.run_id, "state.json"), "utf8")));
-    const goodReport = taskReportSchema.parse(JSON.parse(await fs.readFile(path.join(runs, good.run_id, "report.json"), "utf8")));
+    const goodState = runStateSchema.parse(
+      JSON.parse(await fs.readFile(path.join(runs, good.run_id, "state.json"), "utf8")),
+    );
+    const goodReport = taskReportSchema.parse(
+      JSON.parse(await fs.readFile(path.join(runs, good.run_id, "report.json"), "utf8")),
+    );
     const forge = async (id: string, records: Record<string, unknown>) => {
       await fs.mkdir(path.join(runs, id), { recursive: true });
-      for (const [name, value] of Object.entries(records)) await fs.writeFile(path.join(runs, id, name), typeof value === "string" ? value : JSON.stringify(value));
+      for (const [name, value] of Object.entries(records))
+        await fs.writeFile(path.join(runs, id, name), typeof value === "string" ? value : JSON.stringify(value));
     };
-    const orphan = (id: string, changes: Partial<Record<keyof RunState, unknown>>) => ({ ...goodState, run_id: id, status: "running", server_pid: DEAD_PID, ...changes });
+    const orphan = (id: string, changes: Partial<Record<keyof RunState, unknown>>) => ({
+      ...goodState,
+      run_id: id,
+      status: "running",
+      server_pid: DEAD_PID,
+      ...changes,
+    });
     const expected: Record<string, RegExp> = {};
 
     await fs.mkdir(path.join(runs, "not-a-run"));
@@ -75,37 +92,66 @@ describe("forged run records are validated, listed as unreadable, and never foll
     expected["20990101-000000-000004"] = /state\.json is not valid JSON/;
     await forge("20990101-000000-000005", { "state.json": orphan("20990101-000000-000005", { usage: null }) });
     expected["20990101-000000-000005"] = /state\.json: usage/;
-    await forge("20990101-000000-000006", { "state.json": { ...goodState, run_id: "20990101-000000-000006" }, "report.json": { ...goodReport, run_id: "20990101-000000-000006", files_changed: "x", cost_usd: "free" } });
+    await forge("20990101-000000-000006", {
+      "state.json": { ...goodState, run_id: "20990101-000000-000006" },
+      "report.json": { ...goodReport, run_id: "20990101-000000-000006", files_changed: "x", cost_usd: "free" },
+    });
     expected["20990101-000000-000006"] = /report\.json: files_changed.*cost_usd|report\.json: cost_usd.*files_changed/;
     await forge("20990101-000000-000007", { "state.json": orphan("20990101-000000-000007", { workdir: outside }) });
     expected["20990101-000000-000007"] = /workdir .* is neither the workspace nor this run's worktree/;
-    await forge("20990101-000000-000008", { "state.json": orphan("20990101-000000-000008", { checkpoint: `--output=${path.join(outside, "x")}` }) });
+    await forge("20990101-000000-000008", {
+      "state.json": orphan("20990101-000000-000008", { checkpoint: `--output=${path.join(outside, "x")}` }),
+    });
     expected["20990101-000000-000008"] = /checkpoint: is not a full 40-hex git object id/;
-    await forge("20990101-000000-000009", { "state.json": orphan("20990101-000000-000009", { checkpoint: "0123456789abcdef0123456789abcdef01234567" }) });
+    await forge("20990101-000000-000009", {
+      "state.json": orphan("20990101-000000-000009", { checkpoint: "0123456789abcdef0123456789abcdef01234567" }),
+    });
     expected["20990101-000000-000009"] = /checkpoint 0123456789abcdef0123456789abcdef01234567 is not a commit/;
     await fs.mkdir(path.join(runs, "20990101-000000-00000a"));
-    await fs.symlink(path.join(runs, good.run_id, "state.json"), path.join(runs, "20990101-000000-00000a", "state.json"));
+    await fs.symlink(
+      path.join(runs, good.run_id, "state.json"),
+      path.join(runs, "20990101-000000-00000a", "state.json"),
+    );
     expected["20990101-000000-00000a"] = /state\.json is a symbolic link/;
-    await forge("20990101-000000-00000b", { "state.json": { ...goodState, run_id: "20990101-000000-00000b" }, "report.json": { ...goodReport, run_id: "../../escape" } });
+    await forge("20990101-000000-00000b", {
+      "state.json": { ...goodState, run_id: "20990101-000000-00000b" },
+      "report.json": { ...goodReport, run_id: "../../escape" },
+    });
     expected["20990101-000000-00000b"] = /report\.json: run_id: is not a run id/;
     await fs.symlink(outside, path.join(state, "worktrees", "20990101-000000-00000c"));
-    await forge("20990101-000000-00000c", { "state.json": orphan("20990101-000000-00000c", { isolation: "worktree", workdir: path.join(state, "worktrees", "20990101-000000-00000c") }) });
+    await forge("20990101-000000-00000c", {
+      "state.json": orphan("20990101-000000-00000c", {
+        isolation: "worktree",
+        workdir: path.join(state, "worktrees", "20990101-000000-00000c"),
+      }),
+    });
     expected["20990101-000000-00000c"] = /resolves to .* through a link/;
     // A well-formed report whose stored commands are hostile: listed, but its commands are rebuilt, never echoed.
     await forge("20990101-000000-00000d", {
       "state.json": { ...goodState, run_id: "20990101-000000-00000d", status: "completed" },
-      "report.json": { ...goodReport, run_id: "20990101-000000-00000d", revert_command: `touch ${outside}/pwned`, merge_command: `touch ${outside}/pwned`, transcript: "/etc/passwd" },
+      "report.json": {
+        ...goodReport,
+        run_id: "20990101-000000-00000d",
+        revert_command: `touch ${outside}/pwned`,
+        merge_command: `touch ${outside}/pwned`,
+        transcript: "/etc/passwd",
+      },
     });
 
     const listing = await conn.call("TaskOutput", {});
-    const list = listing.structuredContent as { runs: { run_id: string }[]; unreadable: { name: string; reason: string }[] };
+    const list = listing.structuredContent as {
+      runs: { run_id: string }[];
+      unreadable: { name: string; reason: string }[];
+    };
     expect(list.runs.map((r) => r.run_id).sort()).toEqual([good.run_id, "20990101-000000-00000d"].sort());
     expect(list.unreadable.map((u) => u.name).sort()).toEqual(Object.keys(expected).sort());
     for (const u of list.unreadable) expect(u.reason, u.name).toMatch(expected[u.name]!);
     expect(text(listing)).toContain("[unreadable]");
 
     for (const id of Object.keys(expected).filter((k) => k !== "not-a-run")) {
-      expect(fail(await conn.call("TaskOutput", { run_id: id, wait_seconds: 0 }))).toMatch(new RegExp(`Run ${id} is unreadable and is not used: `));
+      expect(fail(await conn.call("TaskOutput", { run_id: id, wait_seconds: 0 }))).toMatch(
+        new RegExp(`Run ${id} is unreadable and is not used: `),
+      );
       expect(fail(await conn.call("TaskStop", { run_id: id }))).toMatch(/is unreadable/);
       expect(fail(await conn.call("Task", { resume: id, prompt: "go on" }))).toMatch(/is unreadable/);
     }
@@ -129,7 +175,18 @@ describe("forged run records are validated, listed as unreadable, and never foll
 });
 
 /** File names a shell would love to misread. */
-const HOSTILE = ["semi;touch pwned;#.txt", "$(touch pwned2).txt", "back`touch pwned3`.txt", `quote'"\\.txt`, "new\nline.txt", "-rf", "--source=HEAD", "*.txt", ":(glob)x", " space "];
+const HOSTILE = [
+  "semi;touch pwned;#.txt",
+  "$(touch pwned2).txt",
+  "back`touch pwned3`.txt",
+  `quote'"\\.txt`,
+  "new\nline.txt",
+  "-rf",
+  "--source=HEAD",
+  "*.txt",
+  ":(glob)x",
+  " space ",
+];
 
 describe("reported commands quote every value", () => {
   test("revert and merge commands with hostile file names do only what they say", async () => {
@@ -154,7 +211,9 @@ describe("reported commands quote every value", () => {
     expect(await fs.readFile(path.join(ws, modified), "utf8")).toBe("original\n");
     expect(await files(elsewhere)).toEqual([]);
 
-    const isolated = view(await conn.call("Task", { description: "hostile worktree", prompt: "Write them.", isolation: "worktree" }));
+    const isolated = view(
+      await conn.call("Task", { description: "hostile worktree", prompt: "Write them.", isolation: "worktree" }),
+    );
     expect(isolated.files_changed.map((f) => f.path).sort()).toEqual([...HOSTILE].sort());
     expect(await files(ws)).toEqual(["keep.txt", modified].sort());
     bash(isolated.merge_command!, elsewhere);

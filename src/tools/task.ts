@@ -19,22 +19,35 @@ const STATUS_LINE: Record<string, string> = {
   budget_exhausted: "Stopped: the token, cost or time budget ran out.",
   cancelled: "Cancelled.",
   error: "Stopped by an error.",
-  needs_input: "Paused: the agent needs an answer from the user. Resume with Task {resume: run_id, prompt: <the answer>}.",
-  interrupted: "Interrupted: the server stopped while this run was in progress. Its changes are in the workspace; resume it, or revert with the command below.",
+  needs_input:
+    "Paused: the agent needs an answer from the user. Resume with Task {resume: run_id, prompt: <the answer>}.",
+  interrupted:
+    "Interrupted: the server stopped while this run was in progress. Its changes are in the workspace; resume it, or revert with the command below.",
 };
 
 const stillRunning = (s: RunState) =>
   `Task ${s.run_id} is ${s.status} (${s.activity}). It goes on in the background: call TaskOutput {run_id: "${s.run_id}"} to wait for its report, or TaskStop to stop it.`;
 
 export function renderReport(r: TaskReport): string {
-  const files = r.files_changed.length ? r.files_changed.map((f) => `- ${f.path} (${f.status}, +${f.insertions} -${f.deletions})`).join("\n") : "- none";
+  const files = r.files_changed.length
+    ? r.files_changed.map((f) => `- ${f.path} (${f.status}, +${f.insertions} -${f.deletions})`).join("\n")
+    : "- none";
   const checks = r.verification
-    ? r.verification.checks.map((c) => `- ${c.name}${c.command ? ` (${c.command})` : ""}: ${c.passed ? "passed" : `FAILED\n${c.details.replace(/^/gm, "    ")}`}`).join("\n") || `- ${r.verification.note}`
+    ? r.verification.checks
+        .map(
+          (c) =>
+            `- ${c.name}${c.command ? ` (${c.command})` : ""}: ${c.passed ? "passed" : `FAILED\n${c.details.replace(/^/gm, "    ")}`}`,
+        )
+        .join("\n") || `- ${r.verification.note}`
     : "- not run";
   const u = r.usage;
   return [
     `Task ${r.run_id} [${r.status}] ${STATUS_LINE[r.status] ?? ""}${r.error ? `\nError: ${r.error}` : ""}`,
-    ...(r.question ? [`\n## Question for the user\n${r.question.question}${r.question.options ? `\nOptions: ${r.question.options.join(" | ")}` : ""}`] : []),
+    ...(r.question
+      ? [
+          `\n## Question for the user\n${r.question.question}${r.question.options ? `\nOptions: ${r.question.options.join(" | ")}` : ""}`,
+        ]
+      : []),
     `\n## Summary from the agent (${r.agent}, ${r.model})\n${r.summary || "(none)"}`,
     `\n## Files changed\n${files}`,
     `\n## Verification by the server\n${checks}`,
@@ -55,7 +68,10 @@ function present(v: TaskReport | RunState): ToolOutput {
   }
   const s = v;
   const message = stillRunning(s);
-  return { text: `${message}\nTurn ${s.turn}/${s.max_turns}; tokens so far: ${s.usage.input_tokens} in, ${s.usage.output_tokens} out; estimated cost $${s.cost_usd.toFixed(4)}.`, structured: { ...s, message } };
+  return {
+    text: `${message}\nTurn ${s.turn}/${s.max_turns}; tokens so far: ${s.usage.input_tokens} in, ${s.usage.output_tokens} out; estimated cost $${s.cost_usd.toFixed(4)}.`,
+    structured: { ...s, message },
+  };
 }
 
 export function createTaskTools(config: TaskConfig): Tool[] {
@@ -65,15 +81,53 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     title: "Delegate a backend task",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     input: z.object({
-      description: z.string().min(1).max(120).optional().describe("A short (3-5 word) description of the task; required unless resuming"),
-      prompt: z.string().min(1).describe("The full task for the agent: what to build or change, constraints, and how to know it is done. When resuming: the follow-up instruction or the answer to its question"),
-      subagent_type: z.string().default("backend-developer").describe("Which agent to run: backend-developer (default) or one defined in the workspace's .claude/agents/"),
-      max_turns: z.number().int().min(1).max(500).default(40).describe("Most model turns before the run stops (default 40)"),
-      model: z.string().optional().describe("Model to use (default: the agent's model, else BACKEND_AGENT_MODEL, else a current Sonnet)"),
-      max_budget_usd: z.number().positive().optional().describe("Stop the run when its estimated cost reaches this many US dollars"),
-      run_in_background: z.boolean().default(false).describe("Return at once with a run_id instead of waiting; follow the run with TaskOutput"),
-      isolation: z.enum(["worktree"]).optional().describe('"worktree": work in a separate git worktree, leaving the workspace untouched; the report says how to merge'),
-      resume: runIdSchema.optional().describe("run_id of an ended run to continue with prompt as the next instruction (same conversation and checkpoint)"),
+      description: z
+        .string()
+        .min(1)
+        .max(120)
+        .optional()
+        .describe("A short (3-5 word) description of the task; required unless resuming"),
+      prompt: z
+        .string()
+        .min(1)
+        .describe(
+          "The full task for the agent: what to build or change, constraints, and how to know it is done. When resuming: the follow-up instruction or the answer to its question",
+        ),
+      subagent_type: z
+        .string()
+        .default("backend-developer")
+        .describe("Which agent to run: backend-developer (default) or one defined in the workspace's .claude/agents/"),
+      max_turns: z
+        .number()
+        .int()
+        .min(1)
+        .max(500)
+        .default(40)
+        .describe("Most model turns before the run stops (default 40)"),
+      model: z
+        .string()
+        .optional()
+        .describe("Model to use (default: the agent's model, else BACKEND_AGENT_MODEL, else a current Sonnet)"),
+      max_budget_usd: z
+        .number()
+        .positive()
+        .optional()
+        .describe("Stop the run when its estimated cost reaches this many US dollars"),
+      run_in_background: z
+        .boolean()
+        .default(false)
+        .describe("Return at once with a run_id instead of waiting; follow the run with TaskOutput"),
+      isolation: z
+        .enum(["worktree"])
+        .optional()
+        .describe(
+          '"worktree": work in a separate git worktree, leaving the workspace untouched; the report says how to merge',
+        ),
+      resume: runIdSchema
+        .optional()
+        .describe(
+          "run_id of an ended run to continue with prompt as the next instruction (same conversation and checkpoint)",
+        ),
     }),
     output: runViewSchema,
     async handle(args, ctx) {
@@ -82,7 +136,11 @@ export function createTaskTools(config: TaskConfig): Tool[] {
       const onAbort = () => live.abort.abort();
       ctx.signal.addEventListener("abort", onAbort);
       try {
-        const waitMs = args.run_in_background ? 0 : config.taskWaitSeconds === null ? MAX_WAIT_MS : config.taskWaitSeconds * 1000;
+        const waitMs = args.run_in_background
+          ? 0
+          : config.taskWaitSeconds === null
+            ? MAX_WAIT_MS
+            : config.taskWaitSeconds * 1000;
         const ended = waitMs > 0 && (await runs.wait(live, waitMs, ctx.progress));
         return present(ended || ctx.signal.aborted ? await live.done : live.state);
       } finally {
@@ -97,19 +155,32 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     input: z.object({
       run_id: runIdSchema.optional().describe("The run to report on; omit to list the runs of this workspace"),
-      wait_seconds: z.number().min(0).max(OUTPUT_WAIT_MAX).default(OUTPUT_WAIT_DEFAULT).describe(`Seconds to wait for a running run to end (default ${OUTPUT_WAIT_DEFAULT}, at most ${OUTPUT_WAIT_MAX})`),
+      wait_seconds: z
+        .number()
+        .min(0)
+        .max(OUTPUT_WAIT_MAX)
+        .default(OUTPUT_WAIT_DEFAULT)
+        .describe(
+          `Seconds to wait for a running run to end (default ${OUTPUT_WAIT_DEFAULT}, at most ${OUTPUT_WAIT_MAX})`,
+        ),
     }),
     output: runViewSchema.partial().extend(runListSchema.partial().shape),
     async handle({ run_id, wait_seconds }, ctx) {
       const root = ctx.ws.root;
       if (!run_id) {
         const { runs: list, unreadable, totals } = await runs.list(root);
-        const rows = list.map((r) => `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`);
+        const rows = list.map(
+          (r) =>
+            `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`,
+        );
         rows.push(...unreadable.map((u) => `- ${u.name} [unreadable] ${u.reason}`));
         const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
         const bad = unreadable.length ? ` ${unreadable.length} unreadable (not used).` : "";
         const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}${bad}`;
-        return { text: `${message}\n${rows.join("\n") || "No runs yet."}`, structured: { runs: list, unreadable, totals, message } };
+        return {
+          text: `${message}\n${rows.join("\n") || "No runs yet."}`,
+          structured: { runs: list, unreadable, totals, message },
+        };
       }
       const live = runs.getLive(run_id);
       if (live && wait_seconds > 0) await runs.wait(live, wait_seconds * 1000, ctx.progress, ctx.signal);
