@@ -111,12 +111,12 @@ function gitEnv(repo: GitDir, workTree: string, extra: Record<string, string> = 
   };
 }
 
-/** Runs git on the server's git directory with workTree as the work tree; exit codes in okCodes are not failures. */
+/** Runs git on the server's git directory with workTree as the work tree; throws with git's last lines on failure. */
 async function git(
   repo: GitDir,
   workTree: string,
   args: string[],
-  opts: { env?: Record<string, string>; input?: string; okCodes?: number[] } = {},
+  opts: { env?: Record<string, string>; input?: string } = {},
 ): Promise<string> {
   const { execa } = await import("execa");
   const result = await execa(repo.git.file, args, {
@@ -128,7 +128,7 @@ async function git(
     maxBuffer: 256 * 1024 * 1024,
     ...(opts.input === undefined ? { stdin: "ignore" as const } : { input: opts.input }),
   });
-  if (result.exitCode !== 0 && !(opts.okCodes ?? []).includes(result.exitCode ?? -1)) {
+  if (result.exitCode !== 0) {
     throw new Error(
       `git ${args[0]} failed (exit ${result.exitCode ?? result.signal}): ${String(result.stderr).trim().split("\n").slice(-3).join(" ")}`,
     );
@@ -164,26 +164,12 @@ export async function snapshot(repo: GitDir, workTree: string, message: string):
     const cache = indexCache(repo, workTree);
     await fs.copyFile(cache, index).catch(() => undefined);
     const env = { GIT_INDEX_FILE: index };
-    // Not `git add`: for a nested repository it runs `git status` there, with that repository's config.
-    // ls-files and update-index only read a nested repository's HEAD (recorded as a gitlink) and never start a program.
-    const listed = await git(
-      repo,
-      workTree,
-      [
-        "ls-files",
-        "-z",
-        "--others",
-        "--modified",
-        "--deleted",
-        "--exclude-standard",
-        "--",
-        ".",
-        ":(exclude)node_modules",
-      ],
-      { env },
-    );
-    if (listed)
-      await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--stdin"], { env, input: listed });
+    // A change the cached index cannot take in place (a folder that became a file or a link, or back) is staged
+    // again from an empty index.
+    await stage(repo, workTree, env).catch(async () => {
+      await fs.rm(index, { force: true });
+      await stage(repo, workTree, env);
+    });
     const tree = (await git(repo, workTree, ["write-tree"], { env })).trim();
     const commit = (await git(repo, workTree, ["commit-tree", tree, "-m", message], { env })).trim();
     await fs.rename(index, cache).catch(() => undefined);
@@ -191,6 +177,22 @@ export async function snapshot(repo: GitDir, workTree: string, message: string):
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** Files that differ from the index (or are not in it), honouring .gitignore; nested repositories as `sub/`. */
+const LIST_CHANGED = ["ls-files", "-z", "--others", "--modified", "--deleted", "--exclude-standard", "--", "."];
+
+/**
+ * Brings the index in line with the work tree. Not `git add`: for a nested repository that runs `git status` there,
+ * with that repository's config. ls-files and update-index only read a nested repository's HEAD (kept as a gitlink).
+ */
+async function stage(repo: GitDir, workTree: string, env: Record<string, string>): Promise<void> {
+  const listed = await git(repo, workTree, [...LIST_CHANGED, ":(exclude)node_modules"], { env });
+  if (listed)
+    await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--replace", "--stdin"], {
+      env,
+      input: listed,
+    });
 }
 
 function checkedId(id: string): string {
@@ -285,12 +287,13 @@ export function revertCommand(repo: GitDir, workspace: string, checkpoint: strin
   const paths = (added: boolean) =>
     changed.filter((c) => (c.status === "added") === added).map((c) => shellQuote(c.path));
   const [restore, remove] = [paths(false), paths(true)];
+  // Added files go first, so a file that replaced a folder (or a folder that replaced a link) is out of the way.
   return [
     `cd ${shellQuote(workspace)}`,
+    ...(remove.length ? [`rm -f -- ${remove.join(" ")}`] : []),
     ...(restore.length
       ? [`${gitFor(repo, workspace)} restore --source=${checkedId(checkpoint)} --worktree -- ${restore.join(" ")}`]
       : []),
-    ...(remove.length ? [`rm -f -- ${remove.join(" ")}`] : []),
   ].join(" && ");
 }
 

@@ -227,3 +227,36 @@ describe("server-side git runs no program the workspace names", () => {
     expect((await m.hits()).length).toBeGreaterThan(0);
   });
 });
+
+describe("checkpoints follow a tree whose shape changes", () => {
+  test("a folder that becomes a file and a link that becomes a folder are listed, and the revert puts them back", async () => {
+    const ws = await workspace();
+    await fs.mkdir(path.join(ws, "d"));
+    await fs.writeFile(path.join(ws, "d", "f"), "f\n");
+    await fs.mkdir(path.join(ws, "real"));
+    await fs.writeFile(path.join(ws, "real", "x"), "x\n");
+    await fs.symlink("real", path.join(ws, "l"));
+    const model = new ScriptedModel([
+      reply(use("Run", { command: "rm -r d && echo file > d && rm l && mkdir -p l/e && echo y > l/e/f" })),
+      reply(say("Reshaped.")),
+    ]);
+    const conn = await connect(["--workspace", ws, "--sandbox", hasBwrap ? "os" : "off"], {
+      env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME },
+    });
+    cleanup.push(
+      () => model.stop(),
+      () => conn.close(),
+    );
+    const r = report(await conn.call("Task", { description: "reshape", prompt: "Reshape." }));
+    expect(r.status).toBe("completed");
+    expect(r.files_changed.map((f) => [f.path, f.status])).toEqual([
+      ["d", "added"],
+      ["d/f", "deleted"],
+      ["l", "deleted"],
+      ["l/e/f", "added"],
+    ]);
+    execFileSync("bash", ["-c", r.revert_command], { cwd: "/" });
+    expect(await fs.readFile(path.join(ws, "d", "f"), "utf8")).toBe("f\n");
+    expect(await fs.readlink(path.join(ws, "l"))).toBe("real");
+  });
+});
