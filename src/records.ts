@@ -147,6 +147,7 @@ export const messagesSchema = z.array(
 
 /** workspace.json in the state folder: which workspace the folder belongs to. */
 export const workspaceRecordSchema = z.object({ workspace: z.string(), created_at: timestamp });
+export type WorkspaceRecord = z.infer<typeof workspaceRecordSchema>;
 
 export const runSummarySchema = z.object({
   run_id: runIdSchema,

@@ -14,7 +14,15 @@ import { chooseBackend, DEFAULT_MODEL, emptyUsage, type Message } from "./model.
 import { loadAgents, type Agent } from "./prompts.js";
 import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
-import { isEnded, type FileChange, type RunState, type RunSummary, type TaskReport, type Usage } from "./records.js";
+import {
+  isEnded,
+  type FileChange,
+  type RunState,
+  type RunSummary,
+  type TaskReport,
+  type UnreadableRun,
+  type Usage,
+} from "./records.js";
 import { verify } from "./verify.js";
 import { Semaphore } from "./semaphore.js";
 import {
@@ -536,17 +544,15 @@ export class RunManager {
   }
 
   /** The newest runs of the workspace (at most LIST_LIMIT), with totals over all of them; unreadable runs are named with the reason. */
-  async list(
-    root: string,
-  ): Promise<{
+  async list(root: string): Promise<{
     runs: RunSummary[];
-    unreadable: { name: string; reason: string }[];
+    unreadable: UnreadableRun[];
     totals: { runs: number; usage: Usage; cost_usd: number; model_calls: number };
   }> {
     const store = await this.store(root);
     const { ids, strays } = await runFolders(store);
     const runs: RunSummary[] = [];
-    const unreadable: { name: string; reason: string }[] = [...strays];
+    const unreadable: UnreadableRun[] = [...strays];
     const totals = { runs: 0, usage: emptyUsage(), cost_usd: 0, model_calls: 0 };
     for (const id of ids) {
       let v: TaskReport | RunState;

@@ -13,6 +13,8 @@ import {
   taskReportSchema,
   type RunState,
   type TaskReport,
+  type UnreadableRun,
+  type WorkspaceRecord,
 } from "./records.js";
 import { isInside, ToolError, writeFileAtomic } from "./workspace.js";
 
@@ -65,10 +67,8 @@ export async function openStore(workspace: string): Promise<Store> {
   for (const d of [store.runsDir, store.worktreesDir]) await ensureRealDir(d);
   await removeStaleTemps(dir);
   await initGitDir(store);
-  await writeFileAtomic(
-    path.join(dir, "workspace.json"),
-    `${JSON.stringify({ workspace, created_at: new Date().toISOString() }, null, 2)}\n`,
-  );
+  const record: WorkspaceRecord = { workspace, created_at: new Date().toISOString() };
+  await writeFileAtomic(path.join(dir, "workspace.json"), `${JSON.stringify(record, null, 2)}\n`);
   return store;
 }
 
@@ -202,10 +202,10 @@ export async function readMessages(store: Store, id: string) {
 }
 
 /** The entries of runs/, newest first: run ids, and anything else found there (which is never followed). */
-export async function runFolders(store: Store): Promise<{ ids: string[]; strays: { name: string; reason: string }[] }> {
+export async function runFolders(store: Store): Promise<{ ids: string[]; strays: UnreadableRun[] }> {
   const entries = await fs.readdir(store.runsDir, { withFileTypes: true }).catch(() => []);
   const ids: string[] = [];
-  const strays: { name: string; reason: string }[] = [];
+  const strays: UnreadableRun[] = [];
   for (const e of entries) {
     if (!RUN_ID.test(e.name)) strays.push({ name: e.name, reason: "the folder name is not a run id" });
     else if (e.isSymbolicLink()) strays.push({ name: e.name, reason: "the run folder is a symbolic link" });
