@@ -50,9 +50,15 @@ export async function openStore(workspace: string): Promise<Store> {
   const wanted = stateDirFor(workspace);
   await fs.mkdir(wanted, { recursive: true, mode: 0o700 });
   const dir = await fs.realpath(wanted);
-  if (isInside(workspace, dir) || isInside(dir, workspace)) {
+  const root = await fs.realpath(stateRoot());
+  if (isInside(workspace, dir)) {
     throw new ToolError(
-      `The server's state folder ${dir} would be inside the workspace (or hold it), where commands could change it. Set XDG_STATE_HOME to a folder outside ${workspace}.`,
+      `The server's state folder ${dir} would be inside the workspace, where commands could change it. Set XDG_STATE_HOME to a folder outside ${workspace}.`,
+    );
+  }
+  if (isInside(root, workspace)) {
+    throw new ToolError(
+      `The workspace ${workspace} is inside the server's state folder ${root}; choose a workspace outside it.`,
     );
   }
   const store: Store = {

@@ -228,3 +228,21 @@ describe("reported commands quote every value", () => {
     ok(await conn.call("TaskOutput", {}));
   });
 });
+
+describe("the state folder stays out of the workspace", () => {
+  test("a state folder inside the workspace, or a workspace inside the state folder, is refused with what to do", async () => {
+    const ws = await scratch("bdm-holds-state-");
+    const inside = await connect(["--workspace", ws], { env: { XDG_STATE_HOME: path.join(ws, "state") } });
+    cleanup.push(() => inside.close());
+    expect(fail(await inside.call("TaskOutput", {}))).toMatch(
+      /would be inside the workspace, .*Set XDG_STATE_HOME to a folder outside/,
+    );
+    const nested = path.join(STATE_HOME, "backend-developer-mcp", "ws");
+    await fs.mkdir(nested, { recursive: true });
+    const within = await connect(["--workspace", nested], { env: { XDG_STATE_HOME: STATE_HOME } });
+    cleanup.push(() => within.close());
+    expect(fail(await within.call("TaskOutput", {}))).toMatch(
+      /is inside the server's state folder .*choose a workspace outside it/,
+    );
+  });
+});
