@@ -2,8 +2,9 @@ import type Anthropic from "@anthropic-ai/sdk";
 import { addUsage, costUsd, type Block, type Message, type ModelBackend, type ToolSpec, type Usage } from "./model.js";
 import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "./tool.js";
 import type { Verification } from "./verify.js";
+import type { AgentStatus } from "./records.js";
 
-export type AgentStatus = "completed" | "verification_failed" | "max_turns" | "budget_exhausted" | "cancelled" | "error" | "needs_input";
+export type { AgentStatus } from "./records.js";
 
 /** Thrown by a tool to end the run and hand a question to the user (AskUserQuestion without elicitation). */
 export class NeedsInput extends Interrupt {

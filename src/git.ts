@@ -1,76 +1,240 @@
+import { createHash } from "node:crypto";
+import { accessSync, constants, realpathSync, statSync } from "node:fs";
 import fs from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
-import type { SimpleGit } from "simple-git";
+import { OBJECT_ID, type FileChange } from "./records.js";
 
-export const RUNS_DIR = ".backend-agent";
-const IDENTITY = { GIT_AUTHOR_NAME: "backend-agent", GIT_AUTHOR_EMAIL: "backend-agent@localhost", GIT_COMMITTER_NAME: "backend-agent", GIT_COMMITTER_EMAIL: "backend-agent@localhost" };
+/**
+ * Checkpoints live in a git directory the server owns, in its state folder outside the workspace. Every git call
+ * names that directory and the work tree explicitly, with system and global config off and HOME in the state
+ * folder, so git never reads a `.git` (or its config, hooks, includes) from the workspace, top-level or nested.
+ * The server writes that directory's whole config itself; attributes in the tree can then only name filters, diff
+ * and merge drivers that exist in no config, so nothing runs, and info/attributes unsets them anyway.
+ */
 
-export interface FileChange {
-  path: string;
-  status: "added" | "modified" | "deleted";
-  insertions: number;
-  deletions: number;
+export interface GitDir {
+  /** The server-owned git directory (<state>/git). */
+  gitDir: string;
+  /** The state folder: git's HOME and the working folder of calls that need no work tree. */
+  home: string;
+  /** The git executable and a PATH for it, from absolute PATH entries outside the workspace ({@link findGit}). */
+  git: { file: string; path: string };
 }
 
-const SAFE_CONFIG = ["core.fsmonitor=false", "core.hooksPath=/dev/null", "diff.external=", "core.untrackedCache=false"];
-/** Folders never worth snapshotting, added to the exclude file of a repository the server initialises. */
-const DEFAULT_EXCLUDES = ["node_modules/", ".venv/", "__pycache__/"];
+const IDENTITY = {
+  GIT_AUTHOR_NAME: "backend-agent",
+  GIT_AUTHOR_EMAIL: "backend-agent@localhost",
+  GIT_COMMITTER_NAME: "backend-agent",
+  GIT_COMMITTER_EMAIL: "backend-agent@localhost",
+};
 
-export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+/** The whole config of the server's git directory, rewritten on every start. */
+const CONFIG = `[core]
+\trepositoryformatversion = 0
+\tbare = false
+\tfilemode = true
+\tsymlinks = true
+\tlogallrefupdates = false
+\thooksPath = /dev/null
+\tfsmonitor = false
+\tuntrackedCache = false
+\tautocrlf = false
+\tsafecrlf = false
+\tquotePath = false
+\tattributesFile = /dev/null
+\texcludesFile = /dev/null
+\tpager = cat
+[gc]
+\tauto = 0
+[maintenance]
+\tauto = false
+[diff]
+\trenames = false
+[commit]
+\tgpgSign = false
+[submodule]
+\trecurse = false
+[protocol]
+\tallow = never
+`;
+/** Highest-precedence attributes: no filter, diff or merge driver, no line-ending or encoding conversion. */
+const ATTRIBUTES = "* -text !eol !filter !diff !merge !ident !working-tree-encoding\n";
+/** Folders never worth snapshotting (node_modules is also kept out by pathspec: a worktree links it). */
+const EXCLUDES = "node_modules/\n.venv/\n__pycache__/\n";
 
-async function gitIn(dir: string, env: Record<string, string> = {}): Promise<SimpleGit> {
-  const { simpleGit } = await import("simple-git");
-  const base = Object.fromEntries(["PATH", "HOME", "LANG", "TMPDIR"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
-  // The server runs git outside the sandbox: no hooks, no fsmonitor, no external diff or textconv programs.
-  return simpleGit({ baseDir: dir, allowEnvironment: [...Object.keys(IDENTITY), "GIT_INDEX_FILE"], config: SAFE_CONFIG, unsafe: { allowUnsafeFsMonitor: true, allowUnsafeHooksPath: true, allowUnsafeDiffExternal: true } }).env({ ...base, ...IDENTITY, ...env });
-}
-
-/** Makes sure the workspace is in a git repository whose exclude file ignores the agent's run records. */
-export async function ensureRepo(workspace: string): Promise<{ initialised: boolean }> {
-  const git = await gitIn(workspace);
-  let initialised = false;
-  if (!(await git.checkIsRepo())) {
-    await git.init();
-    initialised = true;
+/** git from the absolute PATH entries that are not inside the workspace (a planted `git` there must not run). */
+export function findGit(workspace: string): GitDir["git"] {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return undefined;
+    }
+  };
+  const dirs = (process.env.PATH ?? "")
+    .split(path.delimiter)
+    .filter((d) => path.isAbsolute(d) && !isWithin(workspace, real(d) ?? workspace));
+  for (const dir of dirs) {
+    const file = real(path.join(dir, "git"));
+    if (!file || isWithin(workspace, file) || !statSync(file).isFile()) continue;
+    try {
+      accessSync(file, constants.X_OK);
+      return { file, path: dirs.join(path.delimiter) };
+    } catch {
+      continue;
+    }
   }
-  const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
-  const exclude = path.join(gitDir, "info", "exclude");
-  const current = await fs.readFile(exclude, "utf8").catch(() => "");
-  const missing = [`${RUNS_DIR}/`, ...(initialised ? DEFAULT_EXCLUDES : [])].filter((line) => !current.split("\n").includes(line));
-  if (missing.length) {
-    await fs.mkdir(path.dirname(exclude), { recursive: true });
-    await fs.appendFile(exclude, `${current && !current.endsWith("\n") ? "\n" : ""}${missing.join("\n")}\n`);
-  }
-  return { initialised };
+  throw new Error("git was not found on the PATH (outside the workspace); install git to use Task checkpoints.");
 }
 
-/** A commit of the workspace as it is on disk (tracked and untracked, not ignored), made through a private index: branch, index and stash stay untouched. */
-export async function snapshot(workspace: string, message: string): Promise<string> {
-  const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-index-"));
+const isWithin = (root: string, p: string) =>
+  p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+
+/** The environment of every server-side git call: nothing from the server's own GIT_* variables. */
+function gitEnv(repo: GitDir, workTree: string, extra: Record<string, string> = {}): Record<string, string> {
+  const keep = Object.fromEntries(["LANG", "TZ"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+  return {
+    ...keep,
+    PATH: repo.git.path,
+    HOME: repo.home,
+    XDG_CONFIG_HOME: path.join(repo.home, "config"),
+    GIT_DIR: repo.gitDir,
+    GIT_WORK_TREE: workTree,
+    GIT_CONFIG_NOSYSTEM: "1",
+    GIT_CONFIG_GLOBAL: "/dev/null",
+    GIT_ATTR_NOSYSTEM: "1",
+    GIT_TERMINAL_PROMPT: "0",
+    GIT_OPTIONAL_LOCKS: "0",
+    GIT_PAGER: "cat",
+    ...IDENTITY,
+    ...extra,
+  };
+}
+
+/** Runs git on the server's git directory with workTree as the work tree; throws with git's last lines on failure. */
+async function git(
+  repo: GitDir,
+  workTree: string,
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string } = {},
+): Promise<string> {
+  const { execa } = await import("execa");
+  const result = await execa(repo.git.file, args, {
+    cwd: workTree,
+    env: gitEnv(repo, workTree, opts.env),
+    extendEnv: false,
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: 256 * 1024 * 1024,
+    ...(opts.input === undefined ? { stdin: "ignore" as const } : { input: opts.input }),
+  });
+  if (result.exitCode !== 0) {
+    throw new Error(
+      `git ${args[0]} failed (exit ${result.exitCode ?? result.signal}): ${String(result.stderr).trim().split("\n").slice(-3).join(" ")}`,
+    );
+  }
+  return String(result.stdout);
+}
+
+/** Creates the server's git directory when missing, and (re)writes its config, attributes and excludes. */
+export async function initGitDir(repo: GitDir): Promise<void> {
+  if (!(await fs.stat(path.join(repo.gitDir, "HEAD")).catch(() => undefined))) {
+    await fs.mkdir(repo.gitDir, { recursive: true, mode: 0o700 });
+    await git(repo, repo.home, ["init", "--quiet", "--template="]);
+  }
+  await fs.mkdir(path.join(repo.gitDir, "info"), { recursive: true });
+  await fs.rm(path.join(repo.gitDir, "hooks"), { recursive: true, force: true });
+  await fs.writeFile(path.join(repo.gitDir, "config"), CONFIG);
+  await fs.writeFile(path.join(repo.gitDir, "info", "attributes"), ATTRIBUTES);
+  await fs.writeFile(path.join(repo.gitDir, "info", "exclude"), EXCLUDES);
+}
+
+/** A temporary folder in the state folder (same file system as the index caches, so they can be renamed into place). */
+const privateTemp = (repo: GitDir) => fs.mkdtemp(path.join(repo.home, "tmp-"));
+
+/** An index cache per work tree, so each snapshot only rehashes the files that changed. */
+const indexCache = (repo: GitDir, workTree: string) =>
+  path.join(repo.gitDir, `index-${createHash("sha256").update(workTree).digest("hex").slice(0, 16)}`);
+
+/** A commit of the work tree as it is on disk (files not ignored; a nested repository as its commit), through a private index. */
+export async function snapshot(repo: GitDir, workTree: string, message: string): Promise<string> {
+  const tmp = await privateTemp(repo);
   const index = path.join(tmp, "index");
   try {
-    const git = await gitIn(workspace, { GIT_INDEX_FILE: index });
-    const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
-    await fs.copyFile(path.join(gitDir, "index"), index).catch(() => undefined);
-    // node_modules stays out even when not ignored: a worktree links it from the workspace.
-    await git.raw(["add", "-A", "--", ".", ":(exclude)node_modules"]);
-    const tree = (await git.raw(["write-tree"])).trim();
-    const head = await git.revparse(["--verify", "-q", "HEAD"]).then((h) => h.trim(), () => "");
-    return (await git.raw(["commit-tree", tree, ...(head ? ["-p", head] : []), "-m", message])).trim();
+    const cache = indexCache(repo, workTree);
+    await fs.copyFile(cache, index).catch(() => undefined);
+    const env = { GIT_INDEX_FILE: index };
+    // A change the cached index cannot take in place (a folder that became a file or a link, or back) is staged
+    // again from an empty index.
+    await stage(repo, workTree, env).catch(async () => {
+      await fs.rm(index, { force: true });
+      await stage(repo, workTree, env);
+    });
+    const tree = (await git(repo, workTree, ["write-tree"], { env })).trim();
+    const commit = (await git(repo, workTree, ["commit-tree", tree, "-m", message], { env })).trim();
+    await fs.rename(index, cache).catch(() => undefined);
+    return checkedId(commit);
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
 }
 
-export async function setRef(workspace: string, ref: string, commit: string): Promise<void> {
-  await (await gitIn(workspace)).raw(["update-ref", ref, commit]);
+/** Files that differ from the index (or are not in it), honouring .gitignore; nested repositories as `sub/`. */
+const LIST_CHANGED = ["ls-files", "-z", "--others", "--modified", "--deleted", "--exclude-standard", "--", "."];
+
+/**
+ * Brings the index in line with the work tree. Not `git add`: for a nested repository that runs `git status` there,
+ * with that repository's config. ls-files and update-index only read a nested repository's HEAD (kept as a gitlink).
+ */
+async function stage(repo: GitDir, workTree: string, env: Record<string, string>): Promise<void> {
+  const listed = await git(repo, workTree, [...LIST_CHANGED, ":(exclude)node_modules"], { env });
+  if (listed)
+    await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--replace", "--stdin"], {
+      env,
+      input: listed,
+    });
 }
 
-/** Files that differ between two snapshots, with line counts, limited to the workspace (NUL-separated, so any file name works). */
-export async function changes(workspace: string, from: string, to: string): Promise<FileChange[]> {
-  const git = await gitIn(workspace);
-  const diff = (format: string) => git.raw(["diff", format, "-z", "--relative", "--no-renames", "--no-ext-diff", "--no-textconv", from, to, "--", "."]);
+function checkedId(id: string): string {
+  if (!OBJECT_ID.test(id)) throw new Error(`git returned "${id.slice(0, 80)}" where an object id was expected`);
+  return id;
+}
+
+/** Keeps a commit reachable under refs/backend-agent/<name> (the name is a validated run id). */
+export async function keepCommit(repo: GitDir, name: string, commit: string): Promise<void> {
+  await git(repo, repo.home, ["update-ref", `refs/backend-agent/${name}`, checkedId(commit)]);
+}
+
+/** The ids among ids that name commits in the server's git directory. */
+export async function existingCommits(repo: GitDir, ids: string[]): Promise<Set<string>> {
+  const valid = [...new Set(ids.filter((id) => OBJECT_ID.test(id)))];
+  if (!valid.length) return new Set();
+  const out = await git(repo, repo.home, ["cat-file", "--batch-check=%(objectname) %(objecttype)"], {
+    input: `${valid.join("\n")}\n`,
+  });
+  return new Set(
+    out
+      .split("\n")
+      .filter((l) => l.endsWith(" commit"))
+      .map((l) => l.split(" ")[0]!),
+  );
+}
+
+/** Files that differ between two snapshots, with line counts (NUL-separated, so any file name works). */
+export async function changes(repo: GitDir, from: string, to: string): Promise<FileChange[]> {
+  const diff = (format: string) =>
+    git(repo, repo.home, [
+      "diff",
+      format,
+      "-z",
+      "--no-renames",
+      "--no-ext-diff",
+      "--no-textconv",
+      "--ignore-submodules=none",
+      checkedId(from),
+      checkedId(to),
+      "--",
+    ]);
   const [numstat, status] = await Promise.all([diff("--numstat"), diff("--name-status")]);
   const kinds = new Map<string, string>();
   const tokens = status.split("\0");
@@ -82,30 +246,62 @@ export async function changes(workspace: string, from: string, to: string): Prom
       const [ins = "", del = "", ...name] = record.split("\t");
       const file = name.join("\t");
       const s = kinds.get(file);
-      return { path: file, status: s === "A" ? "added" : s === "D" ? "deleted" : "modified", insertions: Number(ins) || 0, deletions: Number(del) || 0 };
+      return {
+        path: file,
+        status: s === "A" ? "added" : s === "D" ? "deleted" : "modified",
+        insertions: Number(ins) || 0,
+        deletions: Number(del) || 0,
+      };
     });
 }
 
-/** A shell command that puts the workspace back as it was at the checkpoint. */
-export function revertCommand(workspace: string, ref: string, changed: FileChange[]): string {
-  if (!changed.length) return "(nothing to revert: no file changed)";
-  const paths = (added: boolean) => changed.filter((c) => (c.status === "added") === added).map((c) => shellQuote(c.path));
-  const [restore, remove] = [paths(false), paths(true)];
-  const steps = [`cd ${shellQuote(workspace)}`, ...(restore.length ? [`git restore --source=${ref} --worktree -- ${restore.join(" ")}`] : []), ...(remove.length ? [`rm -f -- ${remove.join(" ")}`] : [])];
-  return steps.join(" && ");
-}
-
-
-/** A detached git worktree of the checkpoint at dir; node_modules is linked from the workspace so tests can run. */
-export async function addWorktree(workspace: string, ref: string, dir: string): Promise<string> {
-  await fs.mkdir(path.dirname(dir), { recursive: true });
-  await (await gitIn(workspace)).raw(["worktree", "add", "--detach", dir, ref]);
+/** Writes the files of commit into dir (which must not exist yet); node_modules is linked from the workspace so tests can run. */
+export async function materialise(repo: GitDir, commit: string, dir: string, workspace: string): Promise<string> {
+  await fs.mkdir(dir, { mode: 0o700 });
+  const tmp = await privateTemp(repo);
+  try {
+    const env = { GIT_INDEX_FILE: path.join(tmp, "index") };
+    await git(repo, dir, ["read-tree", checkedId(commit)], { env });
+    await git(repo, dir, ["checkout-index", "--all", "--force"], { env });
+    // The worktree's snapshots start from this index: a nested repository (an empty folder here) stays as its commit.
+    await fs.rename(env.GIT_INDEX_FILE, indexCache(repo, await fs.realpath(dir)));
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
   const modules = path.join(workspace, "node_modules");
-  if (await fs.stat(modules).catch(() => undefined)) await fs.symlink(modules, path.join(dir, "node_modules"), "dir").catch(() => undefined);
+  if (await fs.stat(modules).catch(() => undefined))
+    await fs.symlink(modules, path.join(dir, "node_modules"), "dir").catch(() => undefined);
   return fs.realpath(dir);
 }
 
-/** A shell command that applies a worktree run's changes to the workspace. */
-export function mergeCommand(workspace: string, from: string, to: string): string {
-  return `cd ${shellQuote(workspace)} && git diff --binary --relative ${from} ${to} -- . > .backend-agent-merge.patch && git apply .backend-agent-merge.patch && rm .backend-agent-merge.patch`;
+/** One shell word: single-quoted, so nothing in it is expanded or split. */
+export const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/** `git` on the server's git directory and the workspace, as a person would type it (pathspecs taken literally). */
+const gitFor = (repo: GitDir, workTree: string) =>
+  `git --git-dir=${shellQuote(repo.gitDir)} --work-tree=${shellQuote(workTree)} --literal-pathspecs`;
+
+/** A shell command that puts the changed files of the workspace back as they were at the checkpoint. */
+export function revertCommand(repo: GitDir, workspace: string, checkpoint: string, changed: FileChange[]): string {
+  if (!changed.length) return "(nothing to revert: no file changed)";
+  const paths = (added: boolean) =>
+    changed.filter((c) => (c.status === "added") === added).map((c) => shellQuote(c.path));
+  const [restore, remove] = [paths(false), paths(true)];
+  // Added files go first, so a file that replaced a folder (or a folder that replaced a link) is out of the way.
+  return [
+    `cd ${shellQuote(workspace)}`,
+    ...(remove.length ? [`rm -f -- ${remove.join(" ")}`] : []),
+    ...(restore.length
+      ? [`${gitFor(repo, workspace)} restore --source=${checkedId(checkpoint)} --worktree -- ${restore.join(" ")}`]
+      : []),
+  ].join(" && ");
 }
+
+/** A shell command that applies a worktree run's changes (checkpoint → result) to the workspace; it changes nothing on a conflict. */
+export function mergeCommand(repo: GitDir, workspace: string, checkpoint: string, result: string): string {
+  const diff = `git --git-dir=${shellQuote(repo.gitDir)} diff --binary --no-renames --no-ext-diff --no-textconv ${checkedId(checkpoint)} ${checkedId(result)} --`;
+  return `cd ${shellQuote(workspace)} && ${diff} | ${gitFor(repo, workspace)} apply --whitespace=nowarn -`;
+}
+
+/** A shell command that discards a worktree run: removes its worktree folder. */
+export const discardWorktreeCommand = (dir: string) => `rm -rf -- ${shellQuote(dir)}`;

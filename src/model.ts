@@ -3,6 +3,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { CreateMessageResultWithTools, SamplingMessage } from "@modelcontextprotocol/sdk/types.js";
 import prices from "./prices.json" with { type: "json" };
 import { ToolError } from "./workspace.js";
+import type { Usage } from "./records.js";
 
 export type Message = Anthropic.MessageParam;
 export type Block = Anthropic.ContentBlockParam;
@@ -20,12 +21,7 @@ export interface ModelRequest {
   maxTokens: number;
 }
 
-export interface Usage {
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_input_tokens: number;
-  cache_creation_input_tokens: number;
-}
+export type { Usage } from "./records.js";
 
 export interface ModelReply {
   content: Block[];

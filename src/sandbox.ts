@@ -3,7 +3,6 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
-import { RUNS_DIR } from "./git.js";
 
 export type SandboxMode = "auto" | "os" | "off";
 
@@ -72,11 +71,11 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
   let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
 
   const network = opts.network === true ? { deniedDomains: [] } : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
-  /** Per command: writes only in its own folder and the temp folder; git metadata and run records stay read-only, since the server runs git outside the sandbox. */
+  /** Per command: writes only in its own folder and the temp folder; the workspace's .git stays read-only. (Run records and checkpoints are in the server's state folder, outside.) */
   const filesystem = (workdir: string) => ({
     denyRead: [],
     allowWrite: [workdir, tmpdir],
-    denyWrite: [path.join(workdir, ".git"), path.join(workdir, RUNS_DIR, "runs")].filter((p) => existsSync(p)),
+    denyWrite: [path.join(workdir, ".git")].filter((p) => existsSync(p)),
   });
   let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;

@@ -1,22 +1,10 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { callTool, type Tool, type ToolContext } from "./tool.js";
+import type { Check, Verification } from "./records.js";
 import type { RunResult } from "./tools/run.js";
 
-export interface Check {
-  name: "typescript" | "tests";
-  command?: string;
-  passed: boolean;
-  /** Diagnostics or the tail of the failing output; empty when it passed. */
-  details: string;
-}
-
-export interface Verification {
-  passed: boolean;
-  checks: Check[];
-  /** Why nothing was checked, when nothing was. */
-  note?: string;
-}
+export type { Check, Verification } from "./records.js";
 
 const TAIL_CHARS = 4_000;
 const NPM_DEFAULT_TEST = /no test specified/;

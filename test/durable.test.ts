@@ -6,9 +6,13 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { ElicitRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/demo.js";
-import type { TaskReport } from "../src/runs.js";
+import type { TaskReport } from "../src/records.js";
 import { Gate, gated, reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
-import { connect, processAlive, text, waitUntil, type Connection } from "./helpers.js";
+import { stateDirFor } from "../src/store.js";
+import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
+
+/** Every server of this file keeps its state (checkpoints, run records) here, not in the user's ~/.local/state. */
+const STATE_HOME = await tempDir("bdm-state-");
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -22,7 +26,7 @@ const view = (r: CallToolResult) => {
 };
 
 async function serve(ws: string, model: ScriptedModel, args: string[] = [], client?: Client): Promise<Connection> {
-  const conn = await connect(["--workspace", ws, ...args], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start() }, client });
+  const conn = await connect(["--workspace", ws, ...args], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME }, client });
   cleanup.push(() => conn.close());
   return conn;
 }
@@ -96,7 +100,7 @@ describe("background runs", () => {
     const { ws, model, conn } = await setup([...demoSteps(), reply(use("Write", { file_path: "partial.txt", content: "half done\n" })), gated(reply(say("never")), new Gate())], ["--sandbox", "off"]);
     const done = view(await task(conn));
     expect(done.status).toBe("completed");
-    const reportFile = path.join(ws, ".backend-agent", "runs", done.run_id, "report.json");
+    const reportFile = path.join(stateDirFor(ws, { XDG_STATE_HOME: STATE_HOME }), "runs", done.run_id, "report.json");
     const before = await fs.readFile(reportFile, "utf8");
     const inflight = view(await task(conn, { run_in_background: true }));
     expect(await waitUntil(() => existsSync(path.join(ws, "partial.txt")), 10_000)).toBe(true);

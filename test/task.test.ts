@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -6,8 +7,13 @@ import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextpr
 import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/demo.js";
 import { overloaded, reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
-import type { TaskReport } from "../src/runs.js";
+import type { TaskReport } from "../src/records.js";
+import { stateDirFor } from "../src/store.js";
 import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
+
+/** Every server of this file keeps its state (checkpoints, run records) here, not in the user's ~/.local/state. */
+const STATE_HOME = await tempDir("bdm-state-");
+const stateDir = (ws: string) => stateDirFor(ws, { XDG_STATE_HOME: STATE_HOME });
 
 const cleanup: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -18,7 +24,7 @@ async function withModel(steps: Step[], workspace?: string, extraArgs: string[] 
   const model = new ScriptedModel(steps);
   const url = await model.start();
   const ws = workspace ?? (await demoWorkspace());
-  const conn = await connect(["--workspace", ws, ...extraArgs], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MAX_RETRIES: "3" } });
+  const conn = await connect(["--workspace", ws, ...extraArgs], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MAX_RETRIES: "3", XDG_STATE_HOME: STATE_HOME } });
   cleanup.push(() => model.stop(), () => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
   return { model, ws, conn };
 }
@@ -47,11 +53,13 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     // The model saw the real tool results: the Run result holds the real test output.
     const runResult = lastUserBlocks(model.requests[4]!)[0]!;
     expect(runResult.content![0]!.text).toMatch(/# pass 3/);
-    // The transcript and report are on disk, git-ignored.
-    const transcript = (await fs.readFile(path.join(ws, rep.transcript), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    // The transcript and report are on disk in the server's state folder; the workspace gets no .git and no records.
+    expect(rep.transcript).toBe(path.join(stateDir(ws), "runs", rep.run_id, "transcript.jsonl"));
+    const transcript = (await fs.readFile(rep.transcript, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
     expect(transcript.filter((e) => e.type === "tool").map((e) => e.name)).toEqual(["Glob", "Read", "Write", "Write", "Run"]);
     expect(transcript.at(-1).type).toBe("report");
-    expect(git(ws, "status", "--porcelain")).not.toContain(".backend-agent");
+    expect(existsSync(path.join(ws, ".git"))).toBe(false);
+    expect(existsSync(path.join(ws, ".backend-agent"))).toBe(false);
   });
 
   test("puts cache breakpoints on the system prompt, the tools and the newest message", async () => {
@@ -157,8 +165,8 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     await expect(call).rejects.toThrow();
     let rep: TaskReport | undefined;
     const readReport = async () => {
-      const runs = await fs.readdir(path.join(ws, ".backend-agent", "runs")).catch(() => []);
-      rep = await fs.readFile(path.join(ws, ".backend-agent", "runs", runs[0] ?? "-", "report.json"), "utf8").then(JSON.parse, () => undefined);
+      const runs = await fs.readdir(path.join(stateDir(ws), "runs")).catch(() => []);
+      rep = await fs.readFile(path.join(stateDir(ws), "runs", runs[0] ?? "-", "report.json"), "utf8").then(JSON.parse, () => undefined);
       return rep !== undefined;
     };
     await waitUntil(readReport, 10_000);
@@ -190,7 +198,7 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     expect(text(r)).toContain('Unknown subagent_type "frontend-wizard". Known agents: backend-developer');
   });
 
-  test("the checkpoint ref exists and the revert command restores the files exactly", async () => {
+  test("the checkpoint is a commit in the server's git dir, the workspace's repository is untouched, and the revert command restores the files exactly", async () => {
     const ws = await demoWorkspace();
     git(ws, "init", "-q");
     await fs.writeFile(path.join(ws, "keep.txt"), "original\r\nbytes\n");
@@ -199,7 +207,11 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     execFileSync("git", ["-C", ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]);
     await fs.writeFile(path.join(ws, "wip.txt"), "uncommitted work\n");
     git(ws, "add", "wip.txt");
-    const before = { head: git(ws, "rev-parse", "HEAD"), index: git(ws, "diff", "--cached", "--name-only"), stash: git(ws, "stash", "list"), branch: git(ws, "branch", "--show-current") };
+    const repoState = () => ({
+      head: git(ws, "rev-parse", "HEAD"), index: git(ws, "diff", "--cached", "--name-only"), stash: git(ws, "stash", "list"), branch: git(ws, "branch", "--show-current"),
+      refs: git(ws, "for-each-ref"), exclude: execFileSync("cat", [path.join(ws, ".git", "info", "exclude")], { encoding: "utf8" }),
+    });
+    const before = repoState();
     const { conn } = await withModel(
       [
         reply(use("Read", { file_path: "keep.txt" }), use("Read", { file_path: "wip.txt" })),
@@ -216,8 +228,10 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
       { path: "src/new.js", status: "added", insertions: 1, deletions: 0 },
       { path: "wip.txt", status: "modified", insertions: 1, deletions: 1 },
     ]);
-    expect(git(ws, "rev-parse", rep.checkpoint)).toMatch(/^[0-9a-f]{40}$/);
-    expect({ head: git(ws, "rev-parse", "HEAD"), index: git(ws, "diff", "--cached", "--name-only"), stash: git(ws, "stash", "list"), branch: git(ws, "branch", "--show-current") }).toEqual(before);
+    expect(rep.checkpoint).toMatch(/^[0-9a-f]{40}$/);
+    expect(execFileSync("git", [`--git-dir=${path.join(stateDir(ws), "git")}`, "cat-file", "-t", rep.checkpoint!], { encoding: "utf8" }).trim()).toBe("commit");
+    expect(() => git(ws, "cat-file", "-e", rep.checkpoint!)).toThrow();
+    expect(repoState()).toEqual(before);
     // Work done after the run, in a file the run did not touch, survives the revert.
     await fs.writeFile(path.join(ws, "later.txt"), "the user's own later work\n");
     execFileSync("bash", ["-c", rep.revert_command]);
