@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { setModelOptions, THINKING_SETTINGS, type ThinkingSetting } from "./model.js";
 import { pkg } from "./paths.js";
 import { createSandbox, type SandboxMode } from "./sandbox.js";
 import { createServer, fileTools, log } from "./server.js";
@@ -31,9 +32,15 @@ Options:
                         goes on in the background (default 45; 0: always; none: never)
   --max-tasks N         Task runs at once (default 2; more wait for a slot)
   --max-budget-usd X    Default cost limit of one Task run, in US dollars (default: none)
+  --thinking MODE       Extended thinking of the Task model: on (default), off, or an effort:
+                        low, medium, high, xhigh, max
+  --web on|off          Server-side web search and fetch for Task on the Anthropic API (default on)
+  --web-domain HOST     Let the web tools reach only HOST (repeatable; default: any)
+  --web-max-uses N      Web searches and fetches one Task run may make (default 20)
 
-Task uses the Anthropic API when ANTHROPIC_API_KEY is set (ANTHROPIC_BASE_URL and
-BACKEND_AGENT_MODEL are honoured), else the client's model through MCP sampling.
+Task uses the Anthropic API when ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN is set (ANTHROPIC_BASE_URL,
+ANTHROPIC_CUSTOM_HEADERS and BACKEND_AGENT_MODEL are honoured), Amazon Bedrock with CLAUDE_CODE_USE_BEDROCK=1,
+Google Vertex AI with CLAUDE_CODE_USE_VERTEX=1, else the client's model through MCP sampling.
   -h, --help            Show this help
   -v, --version         Show the version
 
@@ -69,6 +76,10 @@ async function main(): Promise<void> {
         "task-wait": { type: "string", default: "45" },
         "max-tasks": { type: "string", default: "2" },
         "max-budget-usd": { type: "string" },
+        thinking: { type: "string", default: "on" },
+        web: { type: "string", default: "on" },
+        "web-domain": { type: "string", multiple: true, default: [] },
+        "web-max-uses": { type: "string", default: "20" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
@@ -90,6 +101,11 @@ async function main(): Promise<void> {
   const taskWaitSeconds = wait === "none" ? null : wait === "0" ? 0 : positive(wait, "--task-wait");
   const maxBudgetUsd = values["max-budget-usd"] === undefined ? undefined : Number(values["max-budget-usd"]);
   if (maxBudgetUsd !== undefined && !(maxBudgetUsd > 0)) fail(`--max-budget-usd must be a positive number (got "${values["max-budget-usd"]}")`);
+
+  const thinking = values.thinking as ThinkingSetting;
+  if (!THINKING_SETTINGS.includes(thinking)) fail(`--thinking must be one of ${THINKING_SETTINGS.join(", ")} (got "${thinking}")`);
+  if (!["on", "off"].includes(values.web)) fail(`--web must be on or off (got "${values.web}")`);
+  setModelOptions({ thinking, web: values.web === "on", webDomains: values["web-domain"], webMaxUses: positive(values["web-max-uses"], "--web-max-uses") });
 
   const workspace = values.workspace === undefined ? undefined : await Workspace.open(values.workspace).catch((e: Error) => fail(e.message));
   const network = values["allow-network"] || (values["allow-domain"].length ? values["allow-domain"] : false);

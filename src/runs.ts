@@ -4,7 +4,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { continueConversation, runAgent, type AgentStatus } from "./agent.js";
 import { addWorktree, changes, ensureRepo, mergeCommand, revertCommand, RUNS_DIR, setRef, shellQuote, snapshot, type FileChange } from "./git.js";
-import { chooseBackend, DEFAULT_MODEL, emptyUsage, type Message, type Usage } from "./model.js";
+import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message, type Usage } from "./model.js";
 import { loadAgents, type Agent } from "./prompts.js";
 import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
@@ -15,7 +15,7 @@ import { ToolError, Workspace, writeFileAtomic } from "./workspace.js";
 /** Durable Task runs: each lives in .backend-agent/runs/<id>/ (state, conversation, transcript, report) so nothing is only in memory. */
 
 export type RunStatus = "queued" | "running" | "interrupted" | AgentStatus;
-export const ENDED: RunStatus[] = ["completed", "verification_failed", "max_turns", "budget_exhausted", "cancelled", "error", "needs_input", "interrupted"];
+export const ENDED: RunStatus[] = ["completed", "verification_failed", "refused", "max_turns", "budget_exhausted", "cancelled", "error", "needs_input", "interrupted"];
 
 export interface RunConfig {
   tools: Tool[];
@@ -85,8 +85,9 @@ export interface TaskReport {
 
 /** The tools an agent may call: all (and AskUserQuestion) unless its definition lists them. */
 const toolsFor = (agent: Agent, all: Tool[]) => [...all, ask].filter((t) => !agent.tools || agent.tools.includes(t.name));
+/** Whether the agent may use the API's web tools: its definition lists WebSearch or WebFetch, or lists no tools. */
+const webFor = (agent: Agent) => !agent.tools || agent.tools.some((t) => t === "WebSearch" || t === "WebFetch");
 
-const MODEL_ALIASES: Record<string, string> = { sonnet: "claude-sonnet-5-5", opus: "claude-opus-5-5", haiku: "claude-haiku-5-5" };
 const FIX_ROUNDS = 2;
 const LIST_LIMIT = 50;
 const HEARTBEAT_MS = 5_000;
@@ -142,7 +143,7 @@ export class RunManager {
     const agent = agents.get(req.subagent_type);
     if (!agent) throw new ToolError(`Unknown subagent_type "${req.subagent_type}". Known agents: ${[...agents.keys()].join(", ")}. Define more in .claude/agents/<name>.md.`);
     const requested = req.model ?? agent.model ?? process.env.BACKEND_AGENT_MODEL ?? DEFAULT_MODEL;
-    const backend = await chooseBackend(MODEL_ALIASES[requested] ?? requested, ctx.server);
+    const backend = await chooseBackend(resolveModel(requested), ctx.server);
     const id = newRunId();
     await fs.mkdir(runDir(root, id), { recursive: true });
     const now = new Date().toISOString();
@@ -154,7 +155,7 @@ export class RunManager {
     };
     await writeJson(path.join(runDir(root, id), "state.json"), state);
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
+    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, web: webFor(agent), messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
   }
 
   private async resume(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
@@ -183,7 +184,7 @@ export class RunManager {
     const state = (await readJson<RunState>(path.join(runDir(root, id), "state.json")))!;
     Object.assign(state, { status: "queued", server_pid: process.pid, max_turns: prev.turns + req.max_turns, activity: "queued (resume)", updated_at: new Date().toISOString() });
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, messages: continueConversation(saved, req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
+    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, web: webFor(agent), messages: continueConversation(saved, req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
   }
 
   private launch(root: string, state: RunState, ctx: ToolContext, prepared: Prepared): LiveRun {
@@ -270,6 +271,7 @@ export class RunManager {
         backend: prepared.backend,
         system: prepared.system,
         tools: prepared.tools,
+        web: prepared.web,
         ctx: runCtx,
         messages: prepared.messages,
         spent: { usage: prev?.usage ?? emptyUsage(), modelCalls: prev?.model_calls ?? 0, turns: prev?.turns ?? 0 },
@@ -290,7 +292,7 @@ export class RunManager {
       const report = await this.finish(root, state, {
         status: outcome.status, summary: outcome.summary, verification: outcome.verification ?? null, usage: outcome.usage, cost_usd: outcome.costUsd,
         model_calls: outcome.modelCalls, turns: outcome.turns, fix_rounds: (prev?.fix_rounds ?? 0) + outcome.fixRounds, duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
-        question: outcome.question, error: outcome.error, notes: [...(prev?.notes ?? []), ...notes],
+        question: outcome.question, error: outcome.error, notes: [...(prev?.notes ?? []), ...notes, ...outcome.notes],
       });
       record({ type: "report", ...report });
       return report;
@@ -419,6 +421,7 @@ interface Prepared {
   backend: Awaited<ReturnType<typeof chooseBackend>>;
   system: string;
   tools: Tool[];
+  web: boolean;
   messages: Message[];
   budgetUsd?: number;
   previous?: TaskReport;

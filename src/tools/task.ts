@@ -11,11 +11,15 @@ const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
 const OUTPUT_WAIT_MAX = 45;
 
-const usage = z.object({ input_tokens: z.number(), output_tokens: z.number(), cache_read_input_tokens: z.number(), cache_creation_input_tokens: z.number() });
+const usage = z.object({
+  input_tokens: z.number(), output_tokens: z.number(), cache_read_input_tokens: z.number(), cache_creation_input_tokens: z.number(),
+  thinking_tokens: z.number().optional().describe("Part of output_tokens spent thinking"),
+  web_search_requests: z.number().optional(), web_fetch_requests: z.number().optional(),
+});
 const check = z.object({ name: z.string(), command: z.string().optional(), passed: z.boolean(), details: z.string() });
 const runView = z.object({
   run_id: z.string(),
-  status: z.string().describe("queued | running | completed | verification_failed | max_turns | budget_exhausted | cancelled | error | needs_input | interrupted"),
+  status: z.string().describe("queued | running | completed | verification_failed | refused | max_turns | budget_exhausted | cancelled | error | needs_input | interrupted"),
   message: z.string().describe("What the status means and what to do next"),
   description: z.string(),
   agent: z.string(),
@@ -49,6 +53,7 @@ const runView = z.object({
 const STATUS_LINE: Record<string, string> = {
   completed: "Completed, and the server's checks passed.",
   verification_failed: "Finished, but the server's checks FAILED after the fix rounds.",
+  refused: "NOT completed: the model refused to go on with the task (its words are in the summary).",
   max_turns: "Stopped at the turn limit before the agent finished.",
   budget_exhausted: "Stopped: the token, cost or time budget ran out.",
   cancelled: "Cancelled.",
@@ -73,7 +78,7 @@ export function renderReport(r: TaskReport): string {
     `\n## Files changed\n${files}`,
     `\n## Verification by the server\n${checks}`,
     `\n## Run\n- turns: ${r.turns}, fix rounds: ${r.fix_rounds}, model calls: ${r.model_calls}, wall time: ${(r.duration_ms / 1000).toFixed(1)} s`,
-    `- tokens: input ${u.input_tokens}, output ${u.output_tokens}, cache read ${u.cache_read_input_tokens}, cache write ${u.cache_creation_input_tokens}; estimated cost $${r.cost_usd.toFixed(4)}`,
+    `- tokens: input ${u.input_tokens}, output ${u.output_tokens}, cache read ${u.cache_read_input_tokens}, cache write ${u.cache_creation_input_tokens}${u.thinking_tokens ? ` (thinking ${u.thinking_tokens} of the output)` : ""}${u.web_search_requests || u.web_fetch_requests ? `; web searches ${u.web_search_requests ?? 0}, fetches ${u.web_fetch_requests ?? 0}` : ""}; estimated cost $${r.cost_usd.toFixed(4)}`,
     `- transcript: ${r.transcript}`,
     `- checkpoint: ${r.checkpoint}`,
     ...(r.merge_command ? [`- merge into the workspace: ${r.merge_command}`] : []),
