@@ -163,9 +163,11 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
     } catch (e) {
       if (!(e instanceof PromptTooLong)) throw e;
       o.record({ type: "prompt_too_long", message: e.message });
-      // The API measured the prompt as over the window: shrink hard (keep only the newest turns verbatim) and retry.
-      mark = { tokens: window, chars: JSON.stringify(messages).length };
-      if (shrinks++ >= SHRINK_ATTEMPTS || !(await shrink(limits.clearTo, limits.clearTo, 4))) {
+      // The API measured the prompt as over the limit: shrink hard (keep only the newest turns verbatim) and retry.
+      const measured = /(\d+) tokens > (\d+)/.exec(e.message);
+      const ceiling = measured ? Number(measured[2]) : window;
+      mark = { tokens: measured ? Number(measured[1]) : window, chars: JSON.stringify(messages).length };
+      if (shrinks++ >= SHRINK_ATTEMPTS || !(await shrink(ceiling * 0.6, ceiling * 0.6, 4))) {
         throw new ApiFailure(`The conversation no longer fits in the model's context window (${window} tokens), even after clearing old tool results and summarising: ${e.message}`, "request");
       }
       out.notes.push("The API said the prompt was too long; old tool results were cleared and older turns summarised, and the request was retried.");

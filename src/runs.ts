@@ -142,7 +142,7 @@ export class RunManager {
     const agents = await loadAgents(root);
     const agent = agents.get(req.subagent_type);
     if (!agent) throw new ToolError(`Unknown subagent_type "${req.subagent_type}". Known agents: ${[...agents.keys()].join(", ")}. Define more in .claude/agents/<name>.md.`);
-    const requested = req.model ?? agent.model ?? process.env.BACKEND_AGENT_MODEL ?? DEFAULT_MODEL;
+    const requested = req.model ?? agent.model ?? (process.env.BACKEND_AGENT_MODEL || DEFAULT_MODEL);
     const backend = await chooseBackend(resolveModel(requested), ctx.server);
     const id = newRunId();
     await fs.mkdir(runDir(root, id), { recursive: true });

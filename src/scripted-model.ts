@@ -35,7 +35,15 @@ export interface Usage {
 }
 
 export type Step =
-  | { content: Block[]; stop_reason?: string; stop_details?: { type: "refusal"; category: string | null; explanation: string | null }; delayMs?: number; usage?: Usage }
+  | {
+      content: Block[];
+      stop_reason?: string;
+      stop_details?: { type: "refusal"; category: string | null; explanation: string | null };
+      delayMs?: number;
+      /** Pause between streamed chunks, so the answer takes a while to arrive (as a long one does). */
+      chunkDelayMs?: number;
+      usage?: Usage;
+    }
   | { status: number; error: string; message?: string; headers?: Record<string, string> }
   | ((req: MessagesRequest) => Step);
 
@@ -53,6 +61,8 @@ const chunks = (s: string) => (s.length ? Array.from({ length: Math.ceil(s.lengt
 export class ScriptedModel {
   readonly requests: MessagesRequest[] = [];
   readonly headers: http.IncomingHttpHeaders[] = [];
+  /** When each request arrived (ms since the epoch). */
+  readonly times: number[] = [];
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
   private next = 0;
 
@@ -82,6 +92,7 @@ export class ScriptedModel {
     const body = JSON.parse(raw) as MessagesRequest;
     this.requests.push(body);
     this.headers.push(req.headers);
+    this.times.push(Date.now());
     let step = this.steps[this.next++];
     while (typeof step === "function") step = step(body);
     if (!step) return this.send(res, 500, { type: "error", error: { type: "api_error", message: "the scripted conversation has no more replies" } });
@@ -96,14 +107,15 @@ export class ScriptedModel {
       id: `msg_${randomBytes(8).toString("hex")}`, type: "message", role: "assistant", model: body.model,
       stop_reason: step.stop_reason ?? "end_turn", stop_sequence: null, stop_details: step.stop_details ?? null,
     };
-    if (body.stream) return this.stream(res, message, step.content, usage);
+    if (body.stream) return this.stream(res, message, step.content, usage, step.chunkDelayMs ?? 0);
     this.send(res, 200, { ...message, content: step.content.map(({ partialJson: _, ...b }: Block & { partialJson?: string }) => b), usage });
   }
 
   /** The answer as the API streams it: message_start, each block's start/deltas/stop, message_delta, message_stop. */
-  private stream(res: http.ServerResponse, message: Record<string, unknown>, content: Block[], usage: Record<string, unknown>): void {
+  private async stream(res: http.ServerResponse, message: Record<string, unknown>, content: Block[], usage: Record<string, unknown>, chunkDelayMs: number): Promise<void> {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "request-id": `req_${randomBytes(6).toString("hex")}` });
-    const event = (type: string, data: Record<string, unknown>) => res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+    const events: [string, Record<string, unknown>][] = [];
+    const event = (type: string, data: Record<string, unknown>) => events.push([type, data]);
     const { stop_reason, stop_details, ...start } = message;
     const { output_tokens, server_tool_use, output_tokens_details, ...input } = usage;
     event("message_start", { message: { ...start, content: [], stop_reason: null, stop_details: null, usage: { ...input, output_tokens: 1 } } });
@@ -125,6 +137,10 @@ export class ScriptedModel {
     });
     event("message_delta", { delta: { stop_reason, stop_sequence: null, stop_details }, usage: { output_tokens, ...(server_tool_use ? { server_tool_use } : {}), ...(output_tokens_details ? { output_tokens_details } : {}) } });
     event("message_stop", {});
+    for (const [type, data] of events) {
+      if (chunkDelayMs && type === "content_block_delta") await new Promise((r) => setTimeout(r, chunkDelayMs));
+      res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+    }
     res.end();
   }
 
