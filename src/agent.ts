@@ -1,5 +1,6 @@
 import type Anthropic from "@anthropic-ai/sdk";
 import { ApiFailure, PromptTooLong } from "./api-errors.js";
+import type { ChildRun, Spent } from "./delegation.js";
 import { compactConversation, contextBudget, estimateTokens, fitConversation, markOf, type ContextMark } from "./context.js";
 import { addUsage, costUsd, modelLimits, modelOptions, type Block, type Message, type ModelBackend, type ModelReply, type ToolSpec, type Usage } from "./model.js";
 import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "./tool.js";
@@ -54,6 +55,8 @@ export interface AgentOutcome {
   error?: string;
   /** Notes for the report (how thinking and web access were set up, context shrinking). */
   notes: string[];
+  /** Work handed to partner agents with Task (delegation). */
+  children: ChildRun[];
 }
 
 const MAX_OUTPUT_TOKENS = 32_000;
@@ -79,7 +82,7 @@ function failureReport(v: Verification): string {
 }
 
 /** Tokens the run has processed afresh; cache reads are left out (max_budget_usd bounds their cost). */
-const freshTokens = (u: Usage) => u.input_tokens + u.output_tokens + u.cache_creation_input_tokens;
+export const freshTokens = (u: Usage) => u.input_tokens + u.output_tokens + u.cache_creation_input_tokens;
 
 /** Kept for callers that clear old tool results by size; the agent itself sizes by the model's context window. */
 export { compactConversation };
@@ -109,7 +112,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   const limits = contextBudget(window);
   const out: AgentOutcome = {
     status: "completed", summary: "", usage: o.spent.usage, costUsd: costUsd(o.backend.model, o.spent.usage), modelCalls: o.spent.modelCalls,
-    turns: o.spent.turns, fixRounds: 0, notes: [...o.backend.notes],
+    turns: o.spent.turns, fixRounds: 0, notes: [...o.backend.notes], children: [],
   };
   const b = o.budget;
   let mark: ContextMark | undefined;
@@ -121,6 +124,16 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   const spend = (usage: Usage) => {
     out.modelCalls++;
     out.usage = addUsage(out.usage, usage);
+    out.costUsd = costUsd(o.backend.model, out.usage);
+  };
+  /** A delegated run's spending joins this run's totals (shared budgets); its summary joins the report. */
+  const addDelegated = (result: CallResult) => {
+    const d = result.structuredContent as { delegated?: ChildRun; spent?: Spent } | undefined;
+    if (!d?.delegated || !d.spent) return;
+    out.children.push(d.delegated);
+    out.turns += d.spent.turns;
+    out.modelCalls += d.spent.modelCalls;
+    out.usage = addUsage(out.usage, d.spent.usage);
     out.costUsd = costUsd(o.backend.model, out.usage);
   };
   const limitHit = (): AgentStatus | undefined => {
@@ -225,6 +238,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
                   })
                 : { content: [{ type: "text" as const, text: `Tool "${call.name}" is not available to this agent. Available: ${o.tools.map((t) => t.name).join(", ")}.` }], isError: true };
           o.record({ type: "tool", turn: out.turns, name: call.name, input: call.input, isError: result.isError ?? false, result: result.content, ...(call === truncated && { truncated: true }) });
+          addDelegated(result);
           results.push(toToolResult(call.id, result));
         }
         messages.push({ role: "user", content: results });

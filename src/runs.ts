@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { continueConversation, runAgent, type AgentStatus } from "./agent.js";
+import { continueConversation, runAgent, type AgentStatus, type Budget } from "./agent.js";
+import { createDelegateTool, mayDelegate, type ChildRun } from "./delegation.js";
 import { addWorktree, changes, ensureRepo, mergeCommand, revertCommand, RUNS_DIR, setRef, shellQuote, snapshot, type FileChange } from "./git.js";
 import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message, type Usage } from "./model.js";
 import { loadAgents, type Agent } from "./prompts.js";
@@ -81,6 +82,8 @@ export interface TaskReport {
   question?: { question: string; options?: string[] };
   error?: string;
   notes: string[];
+  /** Work the agent handed to partner agents (delegation). */
+  children?: ChildRun[];
 }
 
 /** The tools an agent may call: all (and AskUserQuestion) unless its definition lists them. */
@@ -155,7 +158,7 @@ export class RunManager {
     };
     await writeJson(path.join(runDir(root, id), "state.json"), state);
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, web: webFor(agent), messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
+    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, web: webFor(agent), delegate: mayDelegate(agent), messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
   }
 
   private async resume(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
@@ -184,7 +187,7 @@ export class RunManager {
     const state = (await readJson<RunState>(path.join(runDir(root, id), "state.json")))!;
     Object.assign(state, { status: "queued", server_pid: process.pid, max_turns: prev.turns + req.max_turns, activity: "queued (resume)", updated_at: new Date().toISOString() });
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, web: webFor(agent), messages: continueConversation(saved, req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
+    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, web: webFor(agent), delegate: mayDelegate(agent), messages: continueConversation(saved, req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
   }
 
   private launch(root: string, state: RunState, ctx: ToolContext, prepared: Prepared): LiveRun {
@@ -267,15 +270,22 @@ export class RunManager {
       const run = this.config.tools.find((t) => t.name === "Run");
       const changedNow = async () => changes(state.workdir, state.checkpoint!, await snapshot(state.workdir, `backend-agent state of ${state.run_id}`));
       const prev = prepared.previous;
+      const budget: Budget = { maxTurns: state.max_turns, maxTokens: this.config.maxTokens, maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd, deadline: started + this.config.timeoutMs };
+      const partner = prepared.delegate
+        ? createDelegateTool({
+            agents: await loadAgents(root), parent: state.agent, tools: [...this.config.tools, ask], backend: prepared.backend, record,
+            budget: () => ({ total: budget, spent: { usage: state.usage, costUsd: state.cost_usd, turns: state.turn } }),
+          })
+        : undefined;
       const outcome = await runAgent({
         backend: prepared.backend,
         system: prepared.system,
-        tools: prepared.tools,
+        tools: partner ? [...prepared.tools, partner] : prepared.tools,
         web: prepared.web,
         ctx: runCtx,
         messages: prepared.messages,
         spent: { usage: prev?.usage ?? emptyUsage(), modelCalls: prev?.model_calls ?? 0, turns: prev?.turns ?? 0 },
-        budget: { maxTurns: state.max_turns, maxTokens: this.config.maxTokens, maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd, deadline: started + this.config.timeoutMs },
+        budget,
         fixRounds: FIX_ROUNDS,
         record,
         saveMessages: (messages) => writeJson(path.join(dir, "messages.json"), messages),
@@ -293,6 +303,7 @@ export class RunManager {
         status: outcome.status, summary: outcome.summary, verification: outcome.verification ?? null, usage: outcome.usage, cost_usd: outcome.costUsd,
         model_calls: outcome.modelCalls, turns: outcome.turns, fix_rounds: (prev?.fix_rounds ?? 0) + outcome.fixRounds, duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
         question: outcome.question, error: outcome.error, notes: [...(prev?.notes ?? []), ...notes, ...outcome.notes],
+        ...(outcome.children.length && { children: [...(prev?.children ?? []), ...outcome.children] }),
       });
       record({ type: "report", ...report });
       return report;
@@ -422,6 +433,7 @@ interface Prepared {
   system: string;
   tools: Tool[];
   web: boolean;
+  delegate: boolean;
   messages: Message[];
   budgetUsd?: number;
   previous?: TaskReport;

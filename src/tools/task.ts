@@ -41,6 +41,10 @@ const runView = z.object({
   question: z.object({ question: z.string(), options: z.array(z.string()).optional() }).optional(),
   error: z.string().optional(),
   notes: z.array(z.string()).optional(),
+  children: z
+    .array(z.object({ agent: z.string(), description: z.string(), status: z.string(), summary: z.string(), cost_usd: z.number(), turns: z.number(), model_calls: z.number(), usage, error: z.string().optional() }))
+    .optional()
+    .describe("Work the agent handed to partner agents; checked by this run's verification"),
   turn: z.number().optional(),
   max_turns: z.number().optional(),
   activity: z.string().optional(),
@@ -75,6 +79,7 @@ export function renderReport(r: TaskReport): string {
     `Task ${r.run_id} [${r.status}] ${STATUS_LINE[r.status] ?? ""}${r.error ? `\nError: ${r.error}` : ""}`,
     ...(r.question ? [`\n## Question for the user\n${r.question.question}${r.question.options ? `\nOptions: ${r.question.options.join(" | ")}` : ""}`] : []),
     `\n## Summary from the agent (${r.agent}, ${r.model})\n${r.summary || "(none)"}`,
+    ...(r.children?.length ? [`\n## Delegated to partner agents (checked by this run's verification)\n${r.children.map((c) => `- ${c.agent} [${c.status}] ${c.description} (${c.turns} turns, $${c.cost_usd.toFixed(4)}): ${c.summary.split("\n")[0] || "(no summary)"}`).join("\n")}`] : []),
     `\n## Files changed\n${files}`,
     `\n## Verification by the server\n${checks}`,
     `\n## Run\n- turns: ${r.turns}, fix rounds: ${r.fix_rounds}, model calls: ${r.model_calls}, wall time: ${(r.duration_ms / 1000).toFixed(1)} s`,
