@@ -123,7 +123,8 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
       record({ type: "delegated", ...run });
       const used: Spent = { usage: outcome.usage, modelCalls: outcome.modelCalls, turns: outcome.turns, costUsd: outcome.costUsd };
       const head = `${agent.name} ended ${outcome.status} after ${outcome.turns} turns ($${outcome.costUsd.toFixed(4)}).${outcome.error ? ` ${outcome.error}` : ""}`;
-      return { text: `${head}\n\nIts summary:\n${outcome.summary || "(none)"}`, structured: { delegated: run, spent: used } };
+      const question = outcome.question ? `\n\nIt stopped to ask: ${outcome.question.question}${outcome.question.options ? ` (options: ${outcome.question.options.join(" | ")})` : ""}. Decide it yourself, or ask the user with AskUserQuestion.` : "";
+      return { text: `${head}\n\nIts summary:\n${outcome.summary || "(none)"}${question}`, structured: { delegated: run, spent: used } };
     },
   } as unknown as Tool;
 }

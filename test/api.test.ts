@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
 import { explainApiError, PromptTooLong } from "../src/api-errors.js";
 import { SUMMARY_HEADING } from "../src/context.js";
@@ -21,7 +22,7 @@ async function withModel(steps: Step[], o: { args?: string[]; env?: Record<strin
   const model = new ScriptedModel(steps);
   const url = await model.start();
   const ws = await demoWorkspace();
-  const env = { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_AUTH_TOKEN: "", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MAX_RETRIES: "2", BACKEND_AGENT_MODEL: "", ...o.env };
+  const env = { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_AUTH_TOKEN: "", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MAX_RETRIES: "2", BACKEND_AGENT_MODEL: "", CLAUDE_CODE_USE_BEDROCK: "", CLAUDE_CODE_USE_VERTEX: "", ANTHROPIC_CUSTOM_HEADERS: "", ...o.env };
   const conn = await connect(["--workspace", ws, ...(o.args ?? [])], { env });
   cleanup.push(() => model.stop(), () => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
   return { model, ws, conn };
@@ -208,6 +209,24 @@ describe("web search and fetch", () => {
     await task(conn);
     expect(model.requests[0]!.tools!.some((t) => t.name.startsWith("web_"))).toBe(false);
     expect(model.requests[0]!.system![0]!.text).toContain("No web search or fetch in this run (the server runs with --web off)");
+  });
+});
+
+describe("MCP sampling", () => {
+  test("no web tools are offered, and the agent is told why", async () => {
+    const ws = await demoWorkspace();
+    const client = new Client({ name: "sampling-client", version: "1.0.0" }, { capabilities: { sampling: { tools: {} } } });
+    const seen: { systemPrompt?: string; tools?: { name: string }[] }[] = [];
+    client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+      seen.push(req.params as (typeof seen)[number]);
+      return { model: "client-model", role: "assistant", stopReason: "endTurn", content: { type: "text", text: "Nothing to do." } };
+    });
+    const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "", ANTHROPIC_AUTH_TOKEN: "", CLAUDE_CODE_USE_BEDROCK: "", CLAUDE_CODE_USE_VERTEX: "" }, client });
+    cleanup.push(() => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
+    const { rep } = await task(conn);
+    expect(rep.status).toBe("completed");
+    expect(seen[0]!.tools!.some((t) => t.name.startsWith("web_"))).toBe(false);
+    expect(seen[0]!.systemPrompt).toContain("No web search or fetch in this run (the model is reached through the client's MCP sampling");
   });
 });
 
