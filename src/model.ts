@@ -155,14 +155,16 @@ export function withCacheBreakpoints(req: ModelRequest): Pick<Anthropic.MessageC
   return { system: [{ type: "text", text: req.system, cache_control: CACHE }], tools, messages };
 }
 
-/** The API's web search and web fetch tools, capped at the uses left in the run and at the allowed domains. */
-function webTools(usesLeft: number): Anthropic.ToolUnion[] {
+/**
+ * The API's web search and web fetch tools, capped at the uses left in the run and at the allowed domains. Models
+ * from before adaptive thinking get the first versions of the tools; newer ones the versions that filter results.
+ */
+function webTools(usesLeft: number, limits: ModelLimits): Anthropic.ToolUnion[] {
   if (!options.web || usesLeft <= 0) return [];
   const domains = options.webDomains.length ? { allowed_domains: options.webDomains } : {};
-  return [
-    { type: "web_search_20260209", name: "web_search", max_uses: usesLeft, ...domains },
-    { type: "web_fetch_20260209", name: "web_fetch", max_uses: usesLeft, ...domains },
-  ];
+  const uses = { max_uses: usesLeft, ...domains };
+  if (limits.thinking === "budget") return [{ type: "web_search_20250305", name: "web_search", ...uses }, { type: "web_fetch_20250910", name: "web_fetch", ...uses }];
+  return [{ type: "web_search_20260209", name: "web_search", ...uses }, { type: "web_fetch_20260209", name: "web_fetch", ...uses }];
 }
 
 /** `Name: value` lines (ANTHROPIC_CUSTOM_HEADERS, as Claude Code reads it) as headers. */
@@ -257,7 +259,7 @@ export async function apiBackend(model: string, provider: Provider = selectedPro
     async call(req, signal) {
       const maxTokens = Math.min(req.maxTokens, limits.max_output);
       const { system, tools, messages } = withCacheBreakpoints(req);
-      const web = provider === "anthropic" ? webTools(req.webUsesLeft ?? options.webMaxUses) : [];
+      const web = provider === "anthropic" ? webTools(req.webUsesLeft ?? options.webMaxUses, limits) : [];
       const params: Anthropic.MessageStreamParams = { model: id, max_tokens: maxTokens, system, messages, tools: [...web, ...(tools ?? [])], ...thinkingParams(limits, options.thinking, maxTokens).params };
       try {
         const res = await streamAnswer(client, params, req, signal);
