@@ -215,11 +215,14 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
         break;
       }
       if (reply.stopReason === "pause_turn") continue;
+      // Cut off by the output limit, or by the context window (which also means the conversation must shrink).
+      const cutOff = reply.stopReason === "max_tokens" || reply.stopReason === "model_context_window_exceeded";
+      if (reply.stopReason === "model_context_window_exceeded") mark = { tokens: window, chars: JSON.stringify(messages).length };
 
       const calls = reply.content.filter((block): block is Anthropic.ToolUseBlockParam => block.type === "tool_use");
       if (calls.length) {
         // Cut off at the output limit: the last call's input is incomplete, so it is not run.
-        const truncated = reply.stopReason === "max_tokens" ? calls.at(-1) : undefined;
+        const truncated = cutOff ? calls.at(-1) : undefined;
         const results: Block[] = [];
         for (const call of calls) {
           report(`turn ${out.turns}/${b.maxTurns} · ${describeCall(call.name, call.input)}`);
@@ -245,7 +248,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
         await o.saveMessages(messages);
         continue;
       }
-      if (reply.stopReason === "max_tokens") {
+      if (cutOff) {
         messages.push({ role: "user", content: "Your reply was cut off at the output limit. Continue where you stopped." });
         continue;
       }

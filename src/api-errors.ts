@@ -56,6 +56,13 @@ export function explainApiError(e: ApiErrorLike, c: ErrorContext): ApiFailure {
       "model",
     );
   }
+  if (status === undefined && e.type) {
+    return new ApiFailure(
+      `The ${providerName(c.provider)} broke off its answer (${e.type}: ${words}) on each of ${c.retries + 1} tries; retries ran out. ` +
+        `Resume the run later with Task {resume: run_id}, or allow more retries with BACKEND_AGENT_MAX_RETRIES.`,
+      "overloaded",
+    );
+  }
   if (status === undefined) {
     return new ApiFailure(`Could not reach the ${providerName(c.provider)} after ${c.retries} retries: ${words}. Check the network and ANTHROPIC_BASE_URL; retries ran out.`, "connection");
   }

@@ -240,6 +240,12 @@ function toUsage(u: Anthropic.Usage): Usage {
   };
 }
 
+const failedMidStream = (e: ApiErrorLike) => e.status === undefined && /^(overloaded_error|api_error|rate_limit_error)$/.test(e.type ?? "");
+const backoff = (attempt: number, signal: AbortSignal) => new Promise<void>((resolve) => {
+  const timer = setTimeout(resolve, Math.min(8_000, 500 * 2 ** attempt));
+  signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+});
+
 const isApiError = (e: unknown): e is ApiErrorLike => e instanceof Error && ("status" in e || e.constructor.name.includes("Connection"));
 
 /** A Messages API backend: Anthropic's API (key or bearer token), Amazon Bedrock or Google Vertex AI; streamed answers. */
@@ -261,13 +267,21 @@ export async function apiBackend(model: string, provider: Provider = selectedPro
       const { system, tools, messages } = withCacheBreakpoints(req);
       const web = provider === "anthropic" ? webTools(req.webUsesLeft ?? options.webMaxUses, limits) : [];
       const params: Anthropic.MessageStreamParams = { model: id, max_tokens: maxTokens, system, messages, tools: [...web, ...(tools ?? [])], ...thinkingParams(limits, options.thinking, maxTokens).params };
-      try {
-        const res = await streamAnswer(client, params, req, signal);
-        const refusal = res.stop_details ? { category: res.stop_details.category, explanation: res.stop_details.explanation } : undefined;
-        return { content: res.content as Block[], stopReason: res.stop_reason ?? "end_turn", model: res.model, usage: toUsage(res.usage), ...(refusal && { refusal }) };
-      } catch (e) {
-        if (signal.aborted || !isApiError(e)) throw e;
-        throw explainApiError(e, { model, provider, aliases: MODEL_ALIASES, retries: client.maxRetries });
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const res = await streamAnswer(client, params, req, signal);
+          const refusal = res.stop_details ? { category: res.stop_details.category, explanation: res.stop_details.explanation } : undefined;
+          return { content: res.content as Block[], stopReason: res.stop_reason ?? "end_turn", model: res.model, usage: toUsage(res.usage), ...(refusal && { refusal }) };
+        } catch (e) {
+          if (signal.aborted || !isApiError(e)) throw e;
+          // The SDK retries a failed request, not an answer that fails once streaming (an SSE error event): retry those here.
+          if (failedMidStream(e) && attempt < client.maxRetries) {
+            req.onProgress?.(`the answer broke off (${e.type}); retrying`);
+            await backoff(attempt, signal);
+            continue;
+          }
+          throw explainApiError(e, { model, provider, aliases: MODEL_ALIASES, retries: client.maxRetries });
+        }
       }
     },
   };

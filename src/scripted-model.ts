@@ -42,6 +42,8 @@ export type Step =
       delayMs?: number;
       /** Pause between streamed chunks, so the answer takes a while to arrive (as a long one does). */
       chunkDelayMs?: number;
+      /** Break the stream off after its first block starts with an SSE error event of this type (e.g. overloaded_error). */
+      failMidStream?: string;
       usage?: Usage;
     }
   | { status: number; error: string; message?: string; headers?: Record<string, string> }
@@ -107,12 +109,12 @@ export class ScriptedModel {
       id: `msg_${randomBytes(8).toString("hex")}`, type: "message", role: "assistant", model: body.model,
       stop_reason: step.stop_reason ?? "end_turn", stop_sequence: null, stop_details: step.stop_details ?? null,
     };
-    if (body.stream) return this.stream(res, message, step.content, usage, step.chunkDelayMs ?? 0);
+    if (body.stream) return this.stream(res, message, step.content, usage, step.chunkDelayMs ?? 0, step.failMidStream);
     this.send(res, 200, { ...message, content: step.content.map(({ partialJson: _, ...b }: Block & { partialJson?: string }) => b), usage });
   }
 
   /** The answer as the API streams it: message_start, each block's start/deltas/stop, message_delta, message_stop. */
-  private async stream(res: http.ServerResponse, message: Record<string, unknown>, content: Block[], usage: Record<string, unknown>, chunkDelayMs: number): Promise<void> {
+  private async stream(res: http.ServerResponse, message: Record<string, unknown>, content: Block[], usage: Record<string, unknown>, chunkDelayMs: number, failWith?: string): Promise<void> {
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "request-id": `req_${randomBytes(6).toString("hex")}` });
     const events: [string, Record<string, unknown>][] = [];
     const event = (type: string, data: Record<string, unknown>) => events.push([type, data]);
@@ -137,6 +139,7 @@ export class ScriptedModel {
     });
     event("message_delta", { delta: { stop_reason, stop_sequence: null, stop_details }, usage: { output_tokens, ...(server_tool_use ? { server_tool_use } : {}), ...(output_tokens_details ? { output_tokens_details } : {}) } });
     event("message_stop", {});
+    if (failWith) events.splice(2, events.length, ["error", { error: { type: failWith, message: failWith === "overloaded_error" ? "Overloaded" : failWith } }]);
     for (const [type, data] of events) {
       if (chunkDelayMs && type === "content_block_delta") await new Promise((r) => setTimeout(r, chunkDelayMs));
       res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);

@@ -90,6 +90,27 @@ describe("API answers end in an honest state", () => {
   });
 });
 
+describe("answers that break off mid-stream", () => {
+  const broken: Step = { content: [say("Starting on it.")], failMidStream: "overloaded_error" };
+
+  test("an SSE error event is retried, and the run goes on", async () => {
+    const { model, conn } = await withModel([broken, reply(say("Done."))]);
+    const { rep } = await task(conn);
+    expect(rep.status).toBe("completed");
+    expect(model.requests).toHaveLength(2);
+    expect(rep.model_calls).toBe(1);
+  });
+
+  test("when every try breaks off, the report says the retries ran out", async () => {
+    const { model, conn } = await withModel([broken, broken, broken]);
+    const { rep } = await task(conn);
+    expect(rep.status).toBe("error");
+    expect(model.requests).toHaveLength(3);
+    expect(rep.error).toContain("broke off its answer (overloaded_error: Overloaded)");
+    expect(rep.error).toContain("on each of 3 tries; retries ran out");
+  });
+});
+
 describe("context", () => {
   const bigOutput = `node -e "for (let i = 0; i < 250; i++) console.log('x'.repeat(99))"`;
 
