@@ -2,7 +2,7 @@ import type Anthropic from "@anthropic-ai/sdk";
 import { ApiFailure, PromptTooLong } from "./api-errors.js";
 import type { ChildRun, Spent } from "./delegation.js";
 import { compactConversation, contextBudget, estimateTokens, fitConversation, markOf, type ContextMark } from "./context.js";
-import { addUsage, costUsd, modelLimits, modelOptions, type Block, type Message, type ModelBackend, type ModelReply, type ToolSpec, type Usage } from "./model.js";
+import { addUsage, costUsd, emptyUsage, modelLimits, modelOptions, type Block, type Message, type ModelBackend, type ModelReply, type ToolSpec, type Usage } from "./model.js";
 import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "./tool.js";
 import type { Verification } from "./verify.js";
 
@@ -111,7 +111,8 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
   const window = modelLimits(o.backend.model).context;
   const limits = contextBudget(window);
   const out: AgentOutcome = {
-    status: "completed", summary: "", usage: o.spent.usage, costUsd: costUsd(o.backend.model, o.spent.usage), modelCalls: o.spent.modelCalls,
+    // Usage recorded before a counter existed (an older run being resumed) counts it as 0.
+    status: "completed", summary: "", usage: addUsage(emptyUsage(), o.spent.usage), costUsd: costUsd(o.backend.model, o.spent.usage), modelCalls: o.spent.modelCalls,
     turns: o.spent.turns, fixRounds: 0, notes: [...o.backend.notes], children: [],
   };
   const b = o.budget;
