@@ -65,7 +65,8 @@ export class ScriptedModel {
   readonly headers: http.IncomingHttpHeaders[] = [];
   /** When each request arrived (ms since the epoch). */
   readonly times: number[] = [];
-  private readonly server = http.createServer((req, res) => void this.handle(req, res));
+  // A client that drops its request (a cancelled run) must not become an unhandled error here.
+  private readonly server = http.createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
   private next = 0;
 
   constructor(private readonly steps: Step[]) {
