@@ -60,6 +60,15 @@ describe("API answers end in an honest state", () => {
     expect(rep.error).toContain("ANTHROPIC_AUTH_TOKEN");
   });
 
+  test("403 likewise stops at once and says which credentials to check", async () => {
+    const { model, conn } = await withModel([apiError(403, "permission_error", "Your API key does not have permission to use the specified resource.")]);
+    const { rep } = await task(conn);
+    expect(rep.status).toBe("error");
+    expect(model.requests).toHaveLength(1);
+    expect(rep.error).toContain("refused this request for these credentials (403 permission_error: Your API key does not have permission");
+    expect(rep.error).toContain("ANTHROPIC_API_KEY");
+  });
+
   test("404 names the model, the accepted aliases and how to choose another", async () => {
     const { model, conn } = await withModel([apiError(404, "not_found_error", "model: claude-nonesuch-9")]);
     const { rep } = await task(conn, { model: "claude-nonesuch-9" });
