@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { setModelOptions } from "./model.js";
 import { pkg } from "./paths.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { createSandbox } from "./sandbox.js";
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
   if (o.help) return void process.stdout.write(`${serverHelp()}\n`);
   if (o.version) return void process.stdout.write(`${pkg.version}\n`);
 
+  setModelOptions({ thinking: o.thinking, web: o.web, webDomains: o["web-domain"], webMaxUses: o["web-max-uses"] });
   const workspace = o.workspace === undefined ? undefined : await Workspace.open(o.workspace).catch((e: Error) => fail(e.message));
   const network = o["allow-network"] || (o["allow-domain"].length ? o["allow-domain"] : false);
   let warn = (message: string) => log(undefined, "warning", message);

@@ -1,5 +1,6 @@
 // The server's command-line options, declared once: parsing, validation, `--help` and `init` all derive from this table.
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { THINKING_SETTINGS, type ThinkingSetting } from "./model.js";
 import { pkg } from "./paths.js";
 
 /** A command-line mistake: the message says what was wrong; the process exits 2. */
@@ -76,6 +77,23 @@ export const SERVER_OPTIONS = {
       return n > 0 && Number.isFinite(n) ? n : fail(`${f} takes a positive number of US dollars (got "${raw}")`);
     },
   },
+  thinking: {
+    arg: "MODE",
+    help: "Extended thinking of the Task model: on (default), off, or an effort: low, medium, high, xhigh, max",
+    parse: (raw: unknown, f: string): ThinkingSetting => {
+      const mode = raw === undefined ? "on" : String(raw);
+      return (THINKING_SETTINGS as readonly string[]).includes(mode)
+        ? (mode as ThinkingSetting)
+        : fail(`${f} takes one of ${THINKING_SETTINGS.join(", ")} (got "${mode}")`);
+    },
+  },
+  web: {
+    arg: "on|off",
+    help: "Server-side web search and fetch for Task on the Anthropic API (default on)",
+    parse: (raw: unknown, f: string) => (raw === undefined || raw === "on" ? true : raw === "off" ? false : fail(`${f} takes on or off (got "${raw}")`)),
+  },
+  "web-domain": { arg: "HOST", multiple: true, help: "Let the web tools reach only HOST (repeatable; default: any)", parse: list },
+  "web-max-uses": { arg: "N", help: "Web searches and fetches one Task run may make (default 20)", parse: wholeNumber(20) },
   help: { short: "h", help: "Show this help", parse: flag },
   version: { short: "v", help: "Show the version", parse: flag },
 } satisfies Record<string, Spec<unknown>>;
@@ -146,7 +164,7 @@ export function serverHelp(): string {
     ...rows,
     "",
     wrap(
-      "Task uses the Anthropic API when ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN) is set; ANTHROPIC_BASE_URL and BACKEND_AGENT_MODEL are honoured. Without a key it borrows the client's model through MCP sampling.",
+      "Task uses the Anthropic API when ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN is set (ANTHROPIC_BASE_URL, ANTHROPIC_CUSTOM_HEADERS and BACKEND_AGENT_MODEL are honoured), Amazon Bedrock with CLAUDE_CODE_USE_BEDROCK=1, Google Vertex AI with CLAUDE_CODE_USE_VERTEX=1, else the client's model through MCP sampling.",
       100,
       0,
     ),

@@ -12,6 +12,7 @@ export const RUN_STATUSES = [
   "running",
   "completed",
   "verification_failed",
+  "refused",
   "max_turns",
   "budget_exhausted",
   "cancelled",
@@ -41,6 +42,10 @@ export const usageSchema = z.object({
   output_tokens: z.number().nonnegative(),
   cache_read_input_tokens: z.number().nonnegative(),
   cache_creation_input_tokens: z.number().nonnegative(),
+  // Counted since thinking and web tools came; older records lack them and count 0.
+  thinking_tokens: z.number().nonnegative().default(0).describe("Part of output_tokens spent thinking"),
+  web_search_requests: z.number().nonnegative().default(0),
+  web_fetch_requests: z.number().nonnegative().default(0),
 });
 export type Usage = z.infer<typeof usageSchema>;
 
@@ -106,6 +111,20 @@ export const runStateSchema = z.object({
 });
 export type RunState = z.infer<typeof runStateSchema>;
 
+/** Work a run handed to a partner agent (delegation); its changes are checked by the parent's verification. */
+export const childRunSchema = z.object({
+  agent: z.string(),
+  description: z.string(),
+  status: runStatusSchema,
+  summary: z.string(),
+  cost_usd: z.number().nonnegative(),
+  turns: z.number().int().nonnegative(),
+  model_calls: z.number().int().nonnegative(),
+  usage: usageSchema,
+  error: z.string().optional(),
+});
+export type ChildRun = z.infer<typeof childRunSchema>;
+
 /** report.json: an ended run. The commands are rebuilt from the validated fields whenever a report is read. */
 export const taskReportSchema = z.object({
   kind: z.literal("report"),
@@ -134,6 +153,7 @@ export const taskReportSchema = z.object({
   question: questionSchema.optional(),
   error: z.string().optional(),
   notes: z.array(z.string()),
+  children: z.array(childRunSchema).optional().describe("Work the agent handed to partner agents; checked by this run's verification"),
 });
 export type TaskReport = z.infer<typeof taskReportSchema>;
 

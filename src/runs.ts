@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
-import { continueConversation, runAgent } from "./agent.js";
+import { continueConversation, runAgent, type Budget } from "./agent.js";
+import { createDelegateTool, mayDelegate } from "./delegation.js";
 import {
   changes,
   discardWorktreeCommand,
@@ -10,7 +11,7 @@ import {
   revertCommand,
   snapshot,
 } from "./git.js";
-import { chooseBackend, DEFAULT_MODEL, emptyUsage, type Message } from "./model.js";
+import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message } from "./model.js";
 import { loadAgents, type Agent } from "./prompts.js";
 import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
@@ -67,11 +68,9 @@ export interface TaskRequest {
 const toolsFor = (agent: Agent, all: Tool[]) =>
   [...all, ask].filter((t) => !agent.tools || agent.tools.includes(t.name));
 
-const MODEL_ALIASES: Record<string, string> = {
-  sonnet: "claude-sonnet-5-5",
-  opus: "claude-opus-5-5",
-  haiku: "claude-haiku-5-5",
-};
+/** Whether the agent may use the API's web tools: its definition lists WebSearch or WebFetch, or lists no tools. */
+const webFor = (agent: Agent) => !agent.tools || agent.tools.some((t) => t === "WebSearch" || t === "WebFetch");
+
 const FIX_ROUNDS = 2;
 const LIST_LIMIT = 50;
 const HEARTBEAT_MS = 5_000;
@@ -144,8 +143,8 @@ export class RunManager {
       throw new ToolError(
         `Unknown subagent_type "${req.subagent_type}". Known agents: ${[...agents.keys()].join(", ")}. Define more in .claude/agents/<name>.md.`,
       );
-    const requested = req.model ?? agent.model ?? process.env.BACKEND_AGENT_MODEL ?? DEFAULT_MODEL;
-    const backend = await chooseBackend(MODEL_ALIASES[requested] ?? requested, ctx.server);
+    const requested = req.model ?? agent.model ?? (process.env.BACKEND_AGENT_MODEL || DEFAULT_MODEL);
+    const backend = await chooseBackend(resolveModel(requested), ctx.server);
     const id = newRunId();
     await fs.mkdir(runDir(store, id));
     const now = new Date().toISOString();
@@ -174,6 +173,8 @@ export class RunManager {
       backend,
       system: agent.systemPrompt,
       tools,
+      web: webFor(agent),
+      delegate: mayDelegate(agent),
       messages: [{ role: "user", content: req.prompt }],
       budgetUsd: req.max_budget_usd,
     });
@@ -222,6 +223,8 @@ export class RunManager {
       backend,
       system: agent.systemPrompt,
       tools,
+      web: webFor(agent),
+      delegate: mayDelegate(agent),
       messages: continueConversation(saved as Message[], req.prompt),
       budgetUsd: req.max_budget_usd,
       previous: prev,
@@ -341,19 +344,31 @@ export class RunManager {
           await snapshot(store, state.workdir, `backend-agent state of ${state.run_id}`),
         );
       const prev = prepared.previous;
+      const budget: Budget = {
+        maxTurns: state.max_turns,
+        maxTokens: this.config.maxTokens,
+        maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd,
+        deadline: started + this.config.timeoutMs,
+      };
+      const partner = prepared.delegate
+        ? createDelegateTool({
+            agents: await loadAgents(root),
+            parent: state.agent,
+            tools: [...this.config.tools, ask],
+            backend: prepared.backend,
+            record,
+            budget: () => ({ total: budget, spent: { usage: state.usage, costUsd: state.cost_usd, turns: state.turn } }),
+          })
+        : undefined;
       const outcome = await runAgent({
         backend: prepared.backend,
         system: prepared.system,
-        tools: prepared.tools,
+        tools: partner ? [...prepared.tools, partner] : prepared.tools,
+        web: prepared.web,
         ctx: runCtx,
         messages: prepared.messages,
         spent: { usage: prev?.usage ?? emptyUsage(), modelCalls: prev?.model_calls ?? 0, turns: prev?.turns ?? 0 },
-        budget: {
-          maxTurns: state.max_turns,
-          maxTokens: this.config.maxTokens,
-          maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd,
-          deadline: started + this.config.timeoutMs,
-        },
+        budget,
         fixRounds: FIX_ROUNDS,
         record,
         saveMessages: (messages) => writeRecord(store, state.run_id, "messages.json", messages),
@@ -390,7 +405,8 @@ export class RunManager {
         duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
         question: outcome.question,
         error: outcome.error,
-        notes: [...(prev?.notes ?? []), ...notes],
+        notes: [...(prev?.notes ?? []), ...notes, ...outcome.notes],
+        ...(outcome.children.length && { children: [...(prev?.children ?? []), ...outcome.children] }),
       });
       record({ type: "report", ...report });
       return report;
@@ -595,6 +611,8 @@ interface Prepared {
   backend: Awaited<ReturnType<typeof chooseBackend>>;
   system: string;
   tools: Tool[];
+  web: boolean;
+  delegate: boolean;
   messages: Message[];
   budgetUsd?: number;
   previous?: TaskReport;

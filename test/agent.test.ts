@@ -1,6 +1,8 @@
 import { describe, expect, test } from "vitest";
 import { compactConversation, continueConversation } from "../src/agent.js";
-import type { Message } from "../src/model.js";
+import { estimateTokens, fitConversation, markOf } from "../src/context.js";
+import { remainingBudget } from "../src/delegation.js";
+import { emptyUsage, type Message, type ModelBackend } from "../src/model.js";
 
 const toolTurn = (i: number, size: number): Message[] => [
   { role: "assistant", content: [{ type: "tool_use", id: `t${i}`, name: "Read", input: { file_path: `f${i}.ts` } }] },
@@ -49,5 +51,36 @@ describe("continueConversation", () => {
   test("after a finished turn the follow-up is a new user message", () => {
     const saved: Message[] = [{ role: "user", content: "Build it." }, { role: "assistant", content: [{ type: "text", text: "Done." }] }];
     expect(continueConversation(saved, "Also add tests.").at(-1)).toEqual({ role: "user", content: [{ type: "text", text: "Also add tests." }] });
+  });
+});
+
+describe("context estimate", () => {
+  const usage = { ...emptyUsage(), input_tokens: 1_000, cache_read_input_tokens: 40_000, output_tokens: 500 };
+
+  test("the size is the API's own count at the last answer plus an estimate for what came after", () => {
+    const messages: Message[] = [{ role: "user", content: "Do it." }, ...toolTurn(1, 3_000)];
+    const mark = markOf(messages, usage);
+    expect(mark.tokens).toBe(41_500);
+    expect(estimateTokens(messages, mark)).toBe(41_500);
+    expect(estimateTokens([...messages, ...toolTurn(2, 30_000)], mark)).toBeGreaterThan(41_500 + 10_000);
+  });
+
+  test("clearing old tool results is enough when it brings the estimate under the target: no model call", async () => {
+    const messages: Message[] = [{ role: "user", content: "Do it." }, ...Array.from({ length: 10 }, (_, i) => toolTurn(i, 30_000)).flat()];
+    const backend = { call: () => Promise.reject(new Error("no model call expected")) } as unknown as ModelBackend;
+    const mark = { tokens: 150_000, chars: JSON.stringify(messages).length };
+    const fit = await fitConversation(messages, { backend, contextTokens: 200_000, mark, targetTokens: 70_000, summariseAbove: 140_000, signal: new AbortController().signal });
+    expect(fit.action).toBe("cleared");
+    // Six of the ten results were cleared (the newest eight messages stay verbatim): about 60,000 tokens fewer.
+    expect(JSON.stringify(fit.messages).length).toBeLessThan(JSON.stringify(messages).length - 150_000);
+    expect(JSON.stringify(fit.messages.slice(-8))).toBe(JSON.stringify(messages.slice(-8)));
+    expect(fit.messages).toHaveLength(messages.length);
+  });
+});
+
+describe("delegation budget", () => {
+  test("a partner gets what is left of the parent's turns, tokens and dollars", () => {
+    const spent = { usage: { ...emptyUsage(), input_tokens: 1_000, output_tokens: 500, cache_read_input_tokens: 9_000 }, costUsd: 0.4, turns: 7 };
+    expect(remainingBudget({ maxTurns: 40, maxTokens: 100_000, maxCostUsd: 1, deadline: 123 }, spent)).toEqual({ maxTurns: 33, maxTokens: 98_500, maxCostUsd: 0.6, deadline: 123 });
   });
 });

@@ -8,6 +8,9 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 
 export const CLI = path.resolve(import.meta.dirname, "..", "dist", "cli.js");
 
+/** Servers started by tests keep their state (checkpoints, run records) here unless a test names its own folder. */
+export const TEST_STATE_HOME = path.join(os.tmpdir(), `bdm-test-state-${process.pid}`);
+
 /** A fresh real temp folder (realpath'd), removed by the caller's cleanup list. */
 export async function tempDir(prefix = "bdm-"): Promise<string> {
   return fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), prefix)));
@@ -26,7 +29,7 @@ export async function connect(args: string[], options: { env?: Record<string, st
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [CLI, ...args],
-    env: { ...(process.env as Record<string, string>), ...options.env },
+    env: { ...(process.env as Record<string, string>), XDG_STATE_HOME: TEST_STATE_HOME, ...options.env },
     stderr: "pipe",
   });
   let stderr = "";

@@ -15,6 +15,7 @@ const OUTPUT_WAIT_MAX = 45;
 const STATUS_LINE: Record<string, string> = {
   completed: "Completed, and the server's checks passed.",
   verification_failed: "Finished, but the server's checks FAILED after the fix rounds.",
+  refused: "NOT completed: the model refused to go on with the task (its words are in the summary).",
   max_turns: "Stopped at the turn limit before the agent finished.",
   budget_exhausted: "Stopped: the token, cost or time budget ran out.",
   cancelled: "Cancelled.",
@@ -49,10 +50,11 @@ export function renderReport(r: TaskReport): string {
         ]
       : []),
     `\n## Summary from the agent (${r.agent}, ${r.model})\n${r.summary || "(none)"}`,
+    ...(r.children?.length ? [`\n## Delegated to partner agents (checked by this run's verification)\n${r.children.map((c) => `- ${c.agent} [${c.status}] ${c.description} (${c.turns} turns, $${c.cost_usd.toFixed(4)}): ${c.summary.split("\n")[0] || "(no summary)"}`).join("\n")}`] : []),
     `\n## Files changed\n${files}`,
     `\n## Verification by the server\n${checks}`,
     `\n## Run\n- turns: ${r.turns}, fix rounds: ${r.fix_rounds}, model calls: ${r.model_calls}, wall time: ${(r.duration_ms / 1000).toFixed(1)} s`,
-    `- tokens: input ${u.input_tokens}, output ${u.output_tokens}, cache read ${u.cache_read_input_tokens}, cache write ${u.cache_creation_input_tokens}; estimated cost $${r.cost_usd.toFixed(4)}`,
+    `- tokens: input ${u.input_tokens}, output ${u.output_tokens}, cache read ${u.cache_read_input_tokens}, cache write ${u.cache_creation_input_tokens}${u.thinking_tokens ? ` (thinking ${u.thinking_tokens} of the output)` : ""}${u.web_search_requests || u.web_fetch_requests ? `; web searches ${u.web_search_requests ?? 0}, fetches ${u.web_fetch_requests ?? 0}` : ""}; estimated cost $${r.cost_usd.toFixed(4)}`,
     `- transcript: ${r.transcript}`,
     `- checkpoint: ${r.checkpoint ?? "none"}`,
     ...(r.merge_command ? [`- merge into the workspace: ${r.merge_command}`] : []),
