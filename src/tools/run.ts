@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
 import type { Sandbox } from "../sandbox.js";
@@ -83,14 +84,60 @@ class BoundedOutput {
   }
 }
 
-const liveGroups = new Set<number>();
-process.on("exit", () => liveGroups.forEach((pgid) => killGroup(pgid, "SIGKILL")));
+/** Each command's processes carry TOKEN_VAR=<its token> in their environment (bwrap passes it on), so they can be found. */
+const TOKEN_VAR = "BACKEND_AGENT_COMMAND";
+/** Live commands: token → process group. */
+const liveCommands = new Map<string, number>();
+process.on("exit", () => liveCommands.forEach((pgid, token) => stopAll(token, pgid)));
 
 function killGroup(pgid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pgid, signal);
   } catch {
     // already gone
+  }
+}
+
+/** Pids of processes whose environment or command line carries the command's token. */
+function processesCarrying(token: string): number[] {
+  const needle = `${TOKEN_VAR}=${token}`;
+  const found: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    for (const file of ["environ", "cmdline"]) {
+      try {
+        if (readFileSync(`/proc/${entry}/${file}`, "latin1").includes(needle)) {
+          found.push(Number(entry));
+          break;
+        }
+      } catch {
+        // gone, or not readable
+      }
+    }
+  }
+  return found;
+}
+
+const HAS_PROC = existsSync("/proc/self/environ");
+
+/**
+ * SIGKILLs the command's process group and every process carrying its token, round after round until none is left.
+ * The group alone is not enough: bubblewrap's inner process starts a new session, and a cancel during start-up can
+ * reach the outer bwrap before the inner one has armed its die-with-parent signal, orphaning the sandbox.
+ */
+export function stopAll(token: string, pgid: number): void {
+  killGroup(pgid, "SIGKILL");
+  if (!HAS_PROC) return;
+  for (let round = 0; round < 100; round++) {
+    const pids = processesCarrying(token);
+    if (!pids.length) return;
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
   }
 }
 
@@ -127,12 +174,13 @@ export function createRunTool(config: RunConfig): Tool {
       });
       try {
         const started = Date.now();
-        const wrapped = await config.sandbox.wrap(`exec 2>&1\n${command}`, randomUUID(), ctx.ws.root);
+        const token = randomUUID();
+        const wrapped = await config.sandbox.wrap(`: ${TOKEN_VAR}=${token}\nexec 2>&1\n${command}`, token, ctx.ws.root);
         if (ctx.signal.aborted) throw new ToolError("Cancelled before the command started; nothing ran.");
         const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
           cwd: ctx.ws.root,
-          env: commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir),
+          env: { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), [TOKEN_VAR]: token },
           extendEnv: false,
           detached: true,
           stdin: "ignore",
@@ -141,7 +189,7 @@ export function createRunTool(config: RunConfig): Tool {
           reject: false,
         });
         const pgid = child.pid!;
-        liveGroups.add(pgid);
+        liveCommands.set(token, pgid);
         const out = new BoundedOutput();
         let reported = 0;
         child.stdout!.on("data", (chunk: Buffer) => {
@@ -151,26 +199,28 @@ export function createRunTool(config: RunConfig): Tool {
           ctx.progress(out.lastLine());
         });
         let stopReason: "timeout" | "cancel" | undefined;
+        // SIGTERM to the group first, so tools can clean up; then everything the command started is killed.
+        const terminate = () => {
+          killGroup(pgid, "SIGTERM");
+          setTimeout(() => stopAll(token, pgid), KILL_GRACE_MS).unref();
+        };
         const stop = (reason: "timeout" | "cancel") => {
           stopReason ??= reason;
-          killGroup(pgid, "SIGTERM");
-          setTimeout(() => killGroup(pgid, "SIGKILL"), KILL_GRACE_MS).unref();
+          terminate();
         };
         const timer = setTimeout(() => stop("timeout"), timeout);
         const onAbort = () => stop("cancel");
         ctx.signal.addEventListener("abort", onAbort);
+        if (ctx.signal.aborted) stop("cancel");
         const heartbeat = setInterval(() => ctx.progress(`running ${Math.round((Date.now() - started) / 1000)}s · ${out.lastLine()}`), HEARTBEAT_MS);
-        // When bash exits, whatever it left running in its group (background jobs) ends too.
-        child.on("exit", () => {
-          killGroup(pgid, "SIGTERM");
-          setTimeout(() => killGroup(pgid, "SIGKILL"), KILL_GRACE_MS).unref();
-        });
+        // When bash exits, whatever it left running (background jobs) ends too.
+        child.on("exit", terminate);
         const { exitCode, signal } = await child;
         clearTimeout(timer);
         clearInterval(heartbeat);
         ctx.signal.removeEventListener("abort", onAbort);
-        killGroup(pgid, "SIGKILL");
-        liveGroups.delete(pgid);
+        stopAll(token, pgid);
+        liveCommands.delete(token);
         const { output, omitted } = out.render();
         const result: RunResult = {
           output,
