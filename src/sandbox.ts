@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -27,6 +27,58 @@ export interface Sandbox {
   close(): Promise<void>;
 }
 
+/** The OS temp folder holds one folder per server: this prefix, the server's pid, a random suffix. */
+const TMP_PREFIX = "backend-agent-run-";
+/** Folders in the home folder the sandbox runtime makes writable by default; the server keeps them read-only. */
+const HOME_DEFAULT_WRITES = [".npm/_logs", ".claude/debug"];
+/** Processes one command may have beyond those its user already runs (RLIMIT_NPROC counts them all). */
+const MAX_COMMAND_PROCESSES = 4096;
+
+const pidAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Removes the temp folders of servers whose pid is no longer alive (only real folders of ours, never through a link). */
+export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number> {
+  let removed = 0;
+  for (const name of await fs.readdir(tmp).catch(() => [])) {
+    const pid = Number(new RegExp(`^${TMP_PREFIX}(\\d+)-[^/]+$`).exec(name)?.[1]);
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
+    const abs = path.join(tmp, name);
+    const st = await fs.lstat(abs).catch(() => undefined);
+    if (!st?.isDirectory() || st.uid !== process.getuid?.()) continue;
+    await fs.rm(abs, { recursive: true, force: true }).then(() => removed++, () => undefined);
+  }
+  return removed;
+}
+
+/** The process cap for a command: what the user runs now plus MAX_COMMAND_PROCESSES (Linux; undefined elsewhere). */
+function processCap(): number | undefined {
+  if (!existsSync("/proc/self/status")) return undefined;
+  const uid = process.getuid?.();
+  let count = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))?.[1]) === uid) count++;
+    } catch {
+      // gone
+    }
+  }
+  return count + MAX_COMMAND_PROCESSES;
+}
+
+/** Shell lines that cap the processes of the command they precede (RLIMIT_NPROC; not enforced for root). */
+export function limitProcesses(): string {
+  const cap = processCap();
+  return cap ? `ulimit -u ${cap} 2>/dev/null\n` : "";
+}
+
 const INSTALL_HINT: Record<string, string> = {
   linux: "install them with `apt-get install bubblewrap socat` (Debian/Ubuntu) or your distribution's packages",
   darwin: "sandbox-exec ships with macOS; make sure ripgrep is reachable",
@@ -44,7 +96,8 @@ function missingPrograms(): string[] {
 
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
 export async function createSandbox(opts: SandboxOptions, warn: (message: string) => void = () => undefined): Promise<Sandbox> {
-  const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-run-"));
+  void removeStaleTempFolders().then((n) => n && warn(`removed ${n} temp folders of servers that are no longer running`));
+  const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   const plain: Sandbox = {
     active: false,
     tmpdir,
@@ -72,11 +125,14 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
   let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
 
   const network = opts.network === true ? { deniedDomains: [] } : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
-  /** Per command: writes only in its own folder and the temp folder; git metadata and run records stay read-only, since the server runs git outside the sandbox. */
+  /**
+   * Per command: writes only in its own folder and the temp folder; git metadata and run records stay read-only, since
+   * the server runs git outside the sandbox. The runtime's own default write paths in the home folder are taken back.
+   */
   const filesystem = (workdir: string) => ({
     denyRead: [],
     allowWrite: [workdir, tmpdir],
-    denyWrite: [path.join(workdir, ".git"), path.join(workdir, RUNS_DIR, "runs")].filter((p) => existsSync(p)),
+    denyWrite: [path.join(workdir, ".git"), path.join(workdir, RUNS_DIR, "runs"), ...HOME_DEFAULT_WRITES.map((p) => path.join(os.homedir(), p))].filter((p) => existsSync(p)),
   });
   let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;
@@ -98,15 +154,35 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
     await ready;
     return manager;
   };
+  // bwrap creates mount points for the files it keeps read-only; the runtime removes them after its last command but
+  // leaves their folder (.claude) when commands overlap. Removed here once no command runs, unless it was there before.
+  const mountFolders = new Map<string, boolean>();
+  let running = 0;
+  const removeMountFolders = () => {
+    for (const [dir, existed] of mountFolders) {
+      if (existed) continue;
+      try {
+        rmdirSync(dir); // only an empty folder; never follows a link
+      } catch {
+        // absent, not empty, or not a folder: not ours to remove
+      }
+    }
+  };
   const sandbox: Sandbox = {
     active: true,
     tmpdir,
     wrap: async (command, id, workdir) => {
+      running++;
+      const dir = path.join(workdir, ".claude");
+      if (!mountFolders.has(dir)) mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
       const m = await start(workdir);
       const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<NonNullable<typeof m>["wrapWithSandbox"]>[2];
       return m ? m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command }) : command;
     },
-    done: () => manager?.cleanupAfterCommand(),
+    done: () => {
+      manager?.cleanupAfterCommand();
+      if (--running === 0) removeMountFolders();
+    },
     close: async () => {
       if (ready) await manager?.reset();
       await plain.close();

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { constants, existsSync, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { rgPath } from "@vscode/ripgrep";
 
 /** An expected failure whose message is shown to the model as-is. */
 export class ToolError extends Error {}
@@ -138,6 +139,35 @@ export class Workspace {
   }
 
   /**
+   * Removes temp files a killed server left behind: regular files named like ours (TEMP_FILE) and older than
+   * STALE_TEMP_MS, found by ripgrep (ignored files included, .git and node_modules skipped, at most SWEEP_TIMEOUT_MS).
+   * Names in the workspace are attacker-controlled, so each is reached through verified folders, checked without
+   * following links and unlinked (never a folder, never a link's target). Returns how many went.
+   */
+  async removeStaleTemps(): Promise<number> {
+    const { execa } = await import("execa");
+    const args = ["--files", "--hidden", "--no-ignore", "--no-config", "--no-messages", "--glob", "!.git", "--glob", "!node_modules", "--glob", ".*.tmp"];
+    const listed = await execa(rgPath, args, { cwd: this.root, reject: false, timeout: SWEEP_TIMEOUT_MS, stdin: "ignore" });
+    let removed = 0;
+    for (const rel of String(listed.stdout).split("\n")) {
+      if (!TEMP_FILE.test(path.basename(rel)) || path.isAbsolute(rel) || rel.split("/").includes("..")) continue;
+      const abs = path.join(this.root, rel);
+      const folder = await this.openFolder(path.dirname(abs), false).catch(() => undefined);
+      if (!folder) continue;
+      try {
+        const file = folder.child(path.basename(abs));
+        const st = await fs.lstat(file);
+        if (st.isFile() && Date.now() - st.mtimeMs > STALE_TEMP_MS) await fs.unlink(file).then(() => removed++);
+      } catch {
+        // gone or changed meanwhile
+      } finally {
+        await folder.close();
+      }
+    }
+    return removed;
+  }
+
+  /**
    * The folder abs (inside the root) held open. On Linux each component is opened with O_NOFOLLOW|O_DIRECTORY through
    * the previous one's descriptor, so a component swapped for a link (by a racing command) fails instead of leading
    * outside; missing ones are created the same way when create is set, else the answer is undefined.
@@ -208,6 +238,10 @@ async function readCurrent(folder: Folder, name: string, shown: string): Promise
     await handle.close();
   }
 }
+
+/** A temp file older than this cannot belong to a write in progress. */
+const STALE_TEMP_MS = 10 * 60_000;
+const SWEEP_TIMEOUT_MS = 20_000;
 
 /** Matches the temp files writeAtomicIn makes: .<name>.<12 hex>.tmp */
 export const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;

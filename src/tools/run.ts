@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
-import type { Sandbox } from "../sandbox.js";
+import { limitProcesses, type Sandbox } from "../sandbox.js";
 import { Semaphore } from "../semaphore.js";
 import { defineTool, type Tool } from "../tool.js";
 import { ToolError } from "../workspace.js";
@@ -33,7 +34,8 @@ export function commandEnv(source: NodeJS.ProcessEnv, allowEnv: string[], tmpdir
     const allowed = allowEnv.includes(name) || ((ENV_ALLOWLIST.includes(name) || name.startsWith("LC_")) && !SECRET_NAME.test(name));
     if (allowed) env[name] = value;
   }
-  return { ...env, TMPDIR: tmpdir, GIT_TERMINAL_PROMPT: "0", PAGER: "cat", GIT_PAGER: "cat", NO_COLOR: "1", FORCE_COLOR: "0" };
+  // npm's logs go to the private temp folder: $HOME/.npm/_logs is read-only in the sandbox.
+  return { ...env, TMPDIR: tmpdir, npm_config_logs_dir: path.join(tmpdir, "npm-logs"), GIT_TERMINAL_PROMPT: "0", PAGER: "cat", GIT_PAGER: "cat", NO_COLOR: "1", FORCE_COLOR: "0" };
 }
 
 /** Keeps the first and last KEEP_BYTES of a stream, however long it gets. */
@@ -175,7 +177,7 @@ export function createRunTool(config: RunConfig): Tool {
       try {
         const started = Date.now();
         const token = randomUUID();
-        const wrapped = await config.sandbox.wrap(`: ${TOKEN_VAR}=${token}\nexec 2>&1\n${command}`, token, ctx.ws.root);
+        const wrapped = await config.sandbox.wrap(`${limitProcesses()}: ${TOKEN_VAR}=${token}\nexec 2>&1\n${command}`, token, ctx.ws.root);
         if (ctx.signal.aborted) throw new ToolError("Cancelled before the command started; nothing ran.");
         const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
