@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { constants, existsSync, type Stats } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, openSync, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
@@ -179,29 +179,47 @@ export class Workspace {
       else if (!(await fs.stat(abs).then((st) => st.isDirectory(), () => false))) return undefined;
       return { child: (name) => path.join(abs, name), close: async () => undefined };
     }
-    let handle = await fs.open(this.root, DIR_FLAGS);
+    // Synchronous on purpose: a few cheap syscalls (about 15 µs per level) instead of a thread-pool hop each.
+    let fd = openSync(this.root, DIR_FLAGS);
     const rel = path.relative(this.root, abs);
     try {
       for (const part of rel ? rel.split(path.sep) : []) {
-        const at = procPath(handle.fd, part);
-        let next = await fs.open(at, DIR_FLAGS).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
-        if (!next && !create) return void (await handle.close());
-        if (!next) {
-          await fs.mkdir(at).catch((e) => (errno(e) === "EEXIST" ? undefined : Promise.reject(e)));
-          next = await fs.open(at, DIR_FLAGS);
+        const at = procPath(fd, part);
+        let next = openDirOrUndefined(at);
+        if (next === undefined && !create) return void closeSync(fd);
+        if (next === undefined) {
+          mkdirOrExisting(at);
+          next = openSync(at, DIR_FLAGS);
         }
-        await handle.close();
-        handle = next;
+        closeSync(fd);
+        fd = next;
       }
     } catch (e) {
-      await handle.close().catch(() => undefined);
+      closeSync(fd);
       if (errno(e) === "ELOOP" || errno(e) === "ENOTDIR") {
         throw new ToolError(`${this.relative(abs)} is not a folder of the workspace (a link or a file is in the way, or it changed during the write). Check the path and retry.`);
       }
       throw e;
     }
-    const held = handle;
-    return { child: (name) => procPath(held.fd, name), close: () => held.close() };
+    const held = fd;
+    return { child: (name) => procPath(held, name), close: async () => closeSync(held) };
+  }
+}
+
+function openDirOrUndefined(at: string): number | undefined {
+  try {
+    return openSync(at, DIR_FLAGS);
+  } catch (e) {
+    if (errno(e) === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+function mkdirOrExisting(at: string): void {
+  try {
+    mkdirSync(at);
+  } catch (e) {
+    if (errno(e) !== "EEXIST") throw e;
   }
 }
 
