@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, readdirSync, readFileSync, rmdirSync } from "node:fs";
+import { existsSync, lstatSync, rmdirSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -57,26 +57,19 @@ export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number>
   return removed;
 }
 
-/** The process cap for a command: what the user runs now plus MAX_COMMAND_PROCESSES (Linux; undefined elsewhere). */
-function processCap(): number | undefined {
-  if (!existsSync("/proc/self/status")) return undefined;
-  const uid = process.getuid?.();
-  let count = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      if (Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${entry}/status`, "utf8"))?.[1]) === uid) count++;
-    } catch {
-      // gone
-    }
-  }
-  return count + MAX_COMMAND_PROCESSES;
+/** Each live process's pid with the content of /proc/<pid>/<file> (those gone or unreadable left out); [] without /proc. */
+export async function readProcFiles(file: "environ" | "status"): Promise<[number, string][]> {
+  const pids = (await fs.readdir("/proc").catch(() => [])).filter((e) => /^\d+$/.test(e)).map(Number);
+  const read = await Promise.all(pids.map(async (pid) => [pid, await fs.readFile(`/proc/${pid}/${file}`, "latin1").catch(() => undefined)] as const));
+  return read.filter((entry): entry is [number, string] => entry[1] !== undefined);
 }
 
-/** Shell lines that cap the processes of the command they precede (RLIMIT_NPROC; not enforced for root). */
-export function limitProcesses(): string {
-  const cap = processCap();
-  return cap ? `ulimit -u ${cap} 2>/dev/null\n` : "";
+/** Shell lines capping the processes of the command they precede: the user's current count plus MAX_COMMAND_PROCESSES
+ * (RLIMIT_NPROC counts all of the user's processes; it is not enforced for root). Empty without /proc. */
+export async function limitProcesses(): Promise<string> {
+  const uid = String(process.getuid?.());
+  const mine = (await readProcFiles("status")).filter(([, status]) => /^Uid:\s+(\d+)/m.exec(status)?.[1] === uid).length;
+  return mine ? `ulimit -u ${mine + MAX_COMMAND_PROCESSES} 2>/dev/null\n` : "";
 }
 
 const INSTALL_HINT: Record<string, string> = {

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
-import { limitProcesses, type Sandbox } from "../sandbox.js";
+import { limitProcesses, readProcFiles, type Sandbox } from "../sandbox.js";
 import { Semaphore } from "../semaphore.js";
 import { defineTool, type Tool } from "../tool.js";
 import { ToolError } from "../workspace.js";
@@ -14,6 +14,7 @@ const MAX_COMMAND_CHARS = 100_000;
 const KILL_GRACE_MS = 500;
 const HEARTBEAT_MS = 5_000;
 const PROGRESS_MS = 250;
+const MAX_SWEEPS = 100;
 
 /** Variables a command may see by default; anything else must be named with --allow-env. */
 const ENV_ALLOWLIST = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "NODE_ENV", "CI", "NVM_DIR", "NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "JAVA_HOME", "GOPATH", "GOROOT", "CARGO_HOME", "RUSTUP_HOME", "PYENV_ROOT", "VIRTUAL_ENV"];
@@ -90,56 +91,50 @@ class BoundedOutput {
 const TOKEN_VAR = "BACKEND_AGENT_COMMAND";
 /** Live commands: token → process group. */
 const liveCommands = new Map<string, number>();
-process.on("exit", () => liveCommands.forEach((pgid, token) => stopAll(token, pgid)));
+process.on("exit", () => liveCommands.forEach((pgid, token) => stopAllNow(token, pgid)));
 
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
+function kill(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(-pgid, signal);
+    process.kill(pid, signal);
   } catch {
     // already gone
   }
 }
-
-/** Pids of processes whose environment or command line carries the command's token. */
-function processesCarrying(token: string): number[] {
-  const needle = `${TOKEN_VAR}=${token}`;
-  const found: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    for (const file of ["environ", "cmdline"]) {
-      try {
-        if (readFileSync(`/proc/${entry}/${file}`, "latin1").includes(needle)) {
-          found.push(Number(entry));
-          break;
-        }
-      } catch {
-        // gone, or not readable
-      }
-    }
-  }
-  return found;
-}
-
-const HAS_PROC = existsSync("/proc/self/environ");
+const killGroup = (pgid: number, signal: NodeJS.Signals) => kill(-pgid, signal);
+const carries = (environ: string, token: string) => environ.split("\0").includes(`${TOKEN_VAR}=${token}`);
 
 /**
- * SIGKILLs the command's process group and every process carrying its token, round after round until none is left.
- * The group alone is not enough: bubblewrap's inner process starts a new session, and a cancel during start-up can
- * reach the outer bwrap before the inner one has armed its die-with-parent signal, orphaning the sandbox.
+ * SIGKILLs the command's process group and every process carrying its token, round after round until none is left
+ * (a process may fork between rounds). The group alone is not enough: bubblewrap's inner process starts a new session,
+ * and a cancel during start-up can reach the outer bwrap before the inner one (the sandbox's pid 1) has armed its
+ * die-with-parent signal, orphaning the sandbox. Killing that pid 1 ends everything inside the sandbox.
  */
-export function stopAll(token: string, pgid: number): void {
+export async function stopAll(token: string, pgid: number): Promise<void> {
   killGroup(pgid, "SIGKILL");
-  if (!HAS_PROC) return;
-  for (let round = 0; round < 100; round++) {
-    const pids = processesCarrying(token);
+  for (let round = 0; round < MAX_SWEEPS; round++) {
+    const pids = (await readProcFiles("environ")).filter(([pid, environ]) => pid !== process.pid && carries(environ, token));
     if (!pids.length) return;
-    for (const pid of pids) {
+    for (const [pid] of pids) kill(pid, "SIGKILL");
+  }
+}
+
+/** stopAll, synchronously, for when the server exits. */
+function stopAllNow(token: string, pgid: number): void {
+  killGroup(pgid, "SIGKILL");
+  if (!existsSync("/proc/self/environ")) return;
+  for (let round = 0; round < MAX_SWEEPS; round++) {
+    let found = 0;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
       try {
-        process.kill(pid, "SIGKILL");
+        if (!carries(readFileSync(`/proc/${entry}/environ`, "latin1"), token)) continue;
+        process.kill(Number(entry), "SIGKILL");
+        found++;
       } catch {
-        // already gone
+        // gone, or not ours
       }
     }
+    if (!found) return;
   }
 }
 
@@ -177,7 +172,7 @@ export function createRunTool(config: RunConfig): Tool {
       try {
         const started = Date.now();
         const token = randomUUID();
-        const wrapped = await config.sandbox.wrap(`${limitProcesses()}: ${TOKEN_VAR}=${token}\nexec 2>&1\n${command}`, token, ctx.ws.root);
+        const wrapped = await config.sandbox.wrap(`${await limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
         if (ctx.signal.aborted) throw new ToolError("Cancelled before the command started; nothing ran.");
         const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
@@ -204,7 +199,7 @@ export function createRunTool(config: RunConfig): Tool {
         // SIGTERM to the group first, so tools can clean up; then everything the command started is killed.
         const terminate = () => {
           killGroup(pgid, "SIGTERM");
-          setTimeout(() => stopAll(token, pgid), KILL_GRACE_MS).unref();
+          setTimeout(() => void stopAll(token, pgid), KILL_GRACE_MS).unref();
         };
         const stop = (reason: "timeout" | "cancel") => {
           stopReason ??= reason;
@@ -221,7 +216,7 @@ export function createRunTool(config: RunConfig): Tool {
         clearTimeout(timer);
         clearInterval(heartbeat);
         ctx.signal.removeEventListener("abort", onAbort);
-        stopAll(token, pgid);
+        await stopAll(token, pgid);
         liveCommands.delete(token);
         const { output, omitted } = out.render();
         const result: RunResult = {
