@@ -262,7 +262,7 @@ const STALE_TEMP_MS = 10 * 60_000;
 const SWEEP_TIMEOUT_MS = 20_000;
 
 /** Matches the temp files writeAtomicIn makes: .<name>.<12 hex>.tmp */
-export const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
+const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
 
 /**
  * Writes via a temp file in the same folder (reached through child), fsync and rename, so a failure never leaves a
