@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
+import { reply, ScriptedModel, type Step, use } from "../src/scripted-model.js";
 import { connect, type Connection, ok, tempDir, waitUntil } from "./helpers.js";
 
 /**
@@ -14,8 +15,10 @@ const OFFSETS_MS = Array.from({ length: 48 }, (_, i) => Math.round((i * 75) / 47
 let ws: string;
 let c: Connection;
 
-/** The server and the long-lived helpers the runtime starts once (network bridges): not a command's processes. */
-let resident = new Set<number>();
+/** The servers and the long-lived helpers the runtime starts once (network bridges): not a command's processes. */
+const resident = new Set<number>();
+/** After a command has run to its end: the server and its remaining children are resident. */
+const addResident = (server: Connection) => survivors().filter((pid) => pid === server.pid || parentOf(pid) === server.pid).forEach((pid) => resident.add(pid));
 
 /** Pids of live processes whose environment carries MARK (zombies have none and do not count), the resident ones aside. */
 function survivors(): number[] {
@@ -53,7 +56,7 @@ beforeAll(async () => {
   c = await connect(["--workspace", ws, "--sandbox", "os", "--allow-env", "BDM_CANCEL_TEST"], { env: { BDM_CANCEL_TEST: MARK.split("=")[1]! } });
   // The runtime is started by the first command; the race under test is each command's own start-up.
   expect(ok(await c.call("Run", { command: "echo $BDM_CANCEL_TEST" }))).toContain(MARK.split("=")[1]);
-  resident = new Set(survivors().filter((pid) => pid === c.pid || parentOf(pid) === c.pid));
+  addResident(c);
   expect(resident.has(c.pid)).toBe(true);
   expect(survivors()).toEqual([]);
 });
@@ -94,4 +97,41 @@ test("a command's own background processes do not outlive the call", async () =>
   const pidFile = path.join(ws, "bg.pid");
   ok(await c.call("Run", { command: `(setsid sleep 300 & echo $! > ${pidFile}); echo started` }));
   expect(await waitUntil(() => survivors().length === 0, 5_000)).toBe(true);
+});
+
+test("a Task stopped at 0-75 ms after its agent asked for a Run leaves no process behind", { timeout: 300_000 }, async () => {
+  const offsets = OFFSETS_MS.filter((_, i) => i % 3 === 0);
+  let runId: Promise<string> = Promise.resolve("");
+  let conn: Connection | undefined;
+  const stops: Promise<unknown>[] = [];
+  // Each model reply asks for a long Run; the stop is sent `offset` ms after the reply, while that Run starts.
+  const steps: Step[] = offsets.map((offset) => () => {
+    const stopped = new Promise((done) => setTimeout(() => void runId.then((id) => conn!.call("TaskStop", { run_id: id })).then(done, done), offset));
+    stops.push(stopped);
+    return reply(use("Run", { command: "sleep 300; echo never" }));
+  });
+  const model = new ScriptedModel(steps);
+  const dir = await tempDir("bdm-cancel-task-");
+  try {
+    const env = { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), BDM_CANCEL_TEST: MARK.split("=")[1]! };
+    conn = await connect(["--workspace", dir, "--sandbox", "os", "--allow-env", "BDM_CANCEL_TEST"], { env });
+    ok(await conn.call("Run", { command: "true" }));
+    addResident(conn);
+    const left: string[] = [];
+    for (const [i, offset] of offsets.entries()) {
+      let setId: (id: string) => void = () => undefined;
+      runId = new Promise((r) => (setId = r));
+      const started = await conn.call("Task", { description: "stop me", prompt: "Work.", run_in_background: true });
+      setId((started.structuredContent as { run_id: string }).run_id);
+      expect(await waitUntil(() => stops.length > i, 30_000)).toBe(true);
+      await stops[i];
+      if (!(await waitUntil(() => survivors().length === 0, 5_000))) left.push(`stop at ${offset} ms: ${describe(survivors()).join("; ")}`);
+      survivors().forEach(killQuietly);
+    }
+    expect(left).toEqual([]);
+  } finally {
+    await conn?.close();
+    await model.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
 });
