@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { setModelOptions } from "./model.js";
 import { pkg } from "./paths.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { createSandbox } from "./sandbox.js";
 import { createServer, fileTools, log } from "./server.js";
+import { StdioTransport } from "./stdio.js";
 import { createRunTool } from "./tools/run.js";
 import { createTaskTools } from "./tools/task.js";
 import { Workspace } from "./workspace.js";
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown());
   server.server.onclose = () => void shutdown();
   process.stdin.on("end", () => void shutdown());
-  await server.connect(new StdioServerTransport());
+  await server.connect(new StdioTransport((message) => log(server, "warning", message)));
   if (sandbox.warning) log(undefined, "warning", sandbox.warning);
   log(undefined, "info", `v${pkg.version} · workspace ${workspace?.root ?? "(the client's first root, else the current folder)"} · sandbox ${sandbox.active ? "on" : "off"} · tools ${tools.map((t) => t.name).join(", ")}`);
 }

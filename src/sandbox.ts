@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, lstatSync, rmdirSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -26,6 +26,51 @@ export interface Sandbox {
   close(): Promise<void>;
 }
 
+/** The OS temp folder holds one folder per server: this prefix, the server's pid, a random suffix. */
+const TMP_PREFIX = "backend-agent-run-";
+/** Folders in the home folder the sandbox runtime makes writable by default; the server keeps them read-only. */
+const HOME_DEFAULT_WRITES = [".npm/_logs", ".claude/debug"];
+/** Processes one command may have beyond those its user already runs (RLIMIT_NPROC counts them all). */
+const MAX_COMMAND_PROCESSES = 4096;
+
+const pidAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/** Removes the temp folders of servers whose pid is no longer alive (only real folders of ours, never through a link). */
+export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number> {
+  let removed = 0;
+  for (const name of await fs.readdir(tmp).catch(() => [])) {
+    const pid = Number(new RegExp(`^${TMP_PREFIX}(\\d+)-[^/]+$`).exec(name)?.[1]);
+    if (!pid || pid === process.pid || pidAlive(pid)) continue;
+    const abs = path.join(tmp, name);
+    const st = await fs.lstat(abs).catch(() => undefined);
+    if (!st?.isDirectory() || st.uid !== process.getuid?.()) continue;
+    await fs.rm(abs, { recursive: true, force: true }).then(() => removed++, () => undefined);
+  }
+  return removed;
+}
+
+/** Each live process's pid with the content of /proc/<pid>/<file> (those gone or unreadable left out); [] without /proc. */
+export async function readProcFiles(file: "environ" | "status"): Promise<[number, string][]> {
+  const pids = (await fs.readdir("/proc").catch(() => [])).filter((e) => /^\d+$/.test(e)).map(Number);
+  const read = await Promise.all(pids.map(async (pid) => [pid, await fs.readFile(`/proc/${pid}/${file}`, "latin1").catch(() => undefined)] as const));
+  return read.filter((entry): entry is [number, string] => entry[1] !== undefined);
+}
+
+/** Shell lines capping the processes of the command they precede: the user's current count plus MAX_COMMAND_PROCESSES
+ * (RLIMIT_NPROC counts all of the user's processes; it is not enforced for root). Empty without /proc. */
+export async function limitProcesses(): Promise<string> {
+  const uid = String(process.getuid?.());
+  const mine = (await readProcFiles("status")).filter(([, status]) => /^Uid:\s+(\d+)/m.exec(status)?.[1] === uid).length;
+  return mine ? `ulimit -u ${mine + MAX_COMMAND_PROCESSES} 2>/dev/null\n` : "";
+}
+
 const INSTALL_HINT: Record<string, string> = {
   linux: "install them with `apt-get install bubblewrap socat` (Debian/Ubuntu) or your distribution's packages",
   darwin: "sandbox-exec ships with macOS; make sure ripgrep is reachable",
@@ -43,7 +88,8 @@ function missingPrograms(): string[] {
 
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
 export async function createSandbox(opts: SandboxOptions, warn: (message: string) => void = () => undefined): Promise<Sandbox> {
-  const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-run-"));
+  void removeStaleTempFolders().then((n) => n && warn(`removed ${n} temp folders of servers that are no longer running`));
+  const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   const plain: Sandbox = {
     active: false,
     tmpdir,
@@ -71,11 +117,17 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
   let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
 
   const network = opts.network === true ? { deniedDomains: [] } : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
-  /** Per command: writes only in its own folder and the temp folder; the workspace's .git stays read-only. (Run records and checkpoints are in the server's state folder, outside.) */
+  /**
+   * Per command: writes only in its own folder and the temp folder; the workspace's .git stays read-only (run records
+   * and checkpoints are in the server's state folder, outside). The runtime's default write paths in the home folder are
+   * taken back.
+   */
   const filesystem = (workdir: string) => ({
     denyRead: [],
     allowWrite: [workdir, tmpdir],
-    denyWrite: [path.join(workdir, ".git")].filter((p) => existsSync(p)),
+    denyWrite: [path.join(workdir, ".git"), ...HOME_DEFAULT_WRITES.map((p) => path.join(os.homedir(), p))].filter((p) =>
+      existsSync(p),
+    ),
   });
   let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;
@@ -97,15 +149,35 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
     await ready;
     return manager;
   };
+  // bwrap creates mount points for the files it keeps read-only; the runtime removes them after its last command but
+  // leaves their folder (.claude) when commands overlap. Removed here once no command runs, unless it was there before.
+  const mountFolders = new Map<string, boolean>();
+  let running = 0;
+  const removeMountFolders = () => {
+    for (const [dir, existed] of mountFolders) {
+      if (existed) continue;
+      try {
+        rmdirSync(dir); // only an empty folder; never follows a link
+      } catch {
+        // absent, not empty, or not a folder: not ours to remove
+      }
+    }
+  };
   const sandbox: Sandbox = {
     active: true,
     tmpdir,
     wrap: async (command, id, workdir) => {
+      running++;
+      const dir = path.join(workdir, ".claude");
+      if (!mountFolders.has(dir)) mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
       const m = await start(workdir);
       const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<NonNullable<typeof m>["wrapWithSandbox"]>[2];
       return m ? m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command }) : command;
     },
-    done: () => manager?.cleanupAfterCommand(),
+    done: () => {
+      manager?.cleanupAfterCommand();
+      if (--running === 0) removeMountFolders();
+    },
     close: async () => {
       if (ready) await manager?.reset();
       await plain.close();

@@ -61,8 +61,8 @@ export function createServer(options: ServerOptions): { server: McpServer; works
     { capabilities: { tools: {}, logging: {} }, instructions: [instructions(), ...(options.notes ?? [])].join("\n") },
   );
 
-  let workspace: Promise<Workspace> | undefined = options.workspace && Promise.resolve(options.workspace);
-  const getWorkspace = () => (workspace ??= resolveFromRoots(server));
+  let workspace: Promise<Workspace> | undefined = options.workspace && Promise.resolve(tidy(server, options.workspace));
+  const getWorkspace = () => (workspace ??= resolveFromRoots(server).then((ws) => tidy(server, ws)));
 
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: tools.map((t) => {
@@ -90,6 +90,15 @@ export function createServer(options: ServerOptions): { server: McpServer; works
 
   registerPrompts(server);
   return { server, workspace: getWorkspace };
+}
+
+/** Starts removing what a killed server left in the workspace (in the background); returns ws. */
+function tidy(server: McpServer, ws: Workspace): Workspace {
+  ws.removeStaleTemps().then(
+    (n) => n && log(server, "info", `removed ${n} stale temp files (.<name>.<hex>.tmp, older than 10 minutes) from ${ws.root}`),
+    (e: Error) => log(server, "warning", `could not look for stale temp files: ${e.message}`),
+  );
+  return ws;
 }
 
 async function resolveFromRoots(server: McpServer): Promise<Workspace> {

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -133,6 +134,23 @@ describe("Write", () => {
   test("refuses to write over a directory", async () => {
     await fs.mkdir(abs("adir"), { recursive: true });
     expect(fail(await write("adir", "x"))).toBe("adir is a directory; give a file path.");
+  });
+
+  test("creates 60 missing folders in one Write", async () => {
+    const deep = `${Array.from({ length: 60 }, (_, i) => `l${i}`).join("/")}/leaf.txt`;
+    ok(await write(deep, "deep\n"));
+    expect(await content(deep)).toBe("deep\n");
+  });
+
+  test("refuses a FIFO and the workspace root, without blocking", async () => {
+    execFileSync("mkfifo", [abs("pipe")]);
+    expect(fail(await write("pipe", "x"))).toBe("pipe is not a regular file.");
+    expect(fail(await write(".", "x"))).toMatch(/is not a file inside the workspace/);
+  });
+
+  test("a link to a folder outside in the middle of the path is refused (no realpath race window to use)", async () => {
+    await fs.symlink("/tmp", abs("tmplink"));
+    expect(fail(await write("tmplink/x.txt", "x"))).toMatch(/^Access denied/);
   });
 });
 

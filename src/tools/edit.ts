@@ -1,8 +1,7 @@
-import fs from "node:fs/promises";
 import { distance } from "fastest-levenshtein";
 import { z } from "zod";
 import { defineTool } from "../tool.js";
-import { decodeText, encodeText, errno, looksBinary, matchLineEndings, ToolError, usesCRLF } from "../workspace.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, ToolError, usesCRLF, type TextFile } from "../workspace.js";
 import { numberLine, splitLines } from "./read.js";
 
 const CONTEXT_LINES = 3;
@@ -46,6 +45,30 @@ function nearestLines(lines: string[], oldString: string): string {
   return `\nThe most similar lines in the file:\n${scored.map((s) => numberLine(s.i + 1, lines[s.i]!)).join("\n")}`;
 }
 
+interface EditPlan {
+  file: TextFile;
+  from: string;
+  to: string;
+  found: number[];
+  updated: string;
+}
+
+/** Where old_string occurs and the text after the replacement; throws when it is absent or not unique. */
+function planEdit(file: TextFile, name: string, oldString: string, newString: string, replaceAll: boolean): EditPlan {
+  const crlf = usesCRLF(file.text);
+  const [from, to] = [oldString, newString].map((s) => (s.includes("\r") ? s : matchLineEndings(s, crlf))) as [string, string];
+  const found = occurrences(file.text, from);
+  if (found.length === 0) {
+    throw new ToolError(`old_string was not found in ${name}. It must match the file exactly, including whitespace and indentation; Read the file again if unsure.${nearestLines(splitLines(file.text), oldString)}`);
+  }
+  if (found.length > 1 && !replaceAll) {
+    const at = found.slice(0, 20).map((i) => lineOf(file.text, i));
+    throw new ToolError(`old_string occurs ${found.length} times in ${name} (lines ${at.join(", ")}${found.length > at.length ? ", …" : ""}). Add surrounding lines to make it unique, or set replace_all to true.`);
+  }
+  const updated = replaceAll ? file.text.split(from).join(to) : file.text.slice(0, found[0]) + to + file.text.slice(found[0]! + from.length);
+  return { file, from, to, found, updated };
+}
+
 export default defineTool({
   name: "Edit",
   title: "Edit file",
@@ -67,46 +90,31 @@ export default defineTool({
     if (old_string === "") throw new ToolError("old_string is empty. To create a file use Write; to edit, give the exact text to replace.");
     const abs = await ws.resolve(file_path, "write");
     const name = ws.relative(abs);
-    return ws.withLock(abs, async () => {
-      const st = await fs.stat(abs).catch((e) => {
-        if (errno(e) === "ENOENT") throw new ToolError(`File not found: ${name}. Use Write to create a new file.`);
-        throw e;
-      });
-      if (!st.isFile()) throw new ToolError(`${name} is not a regular file.`);
-      ws.assertFresh(abs, st);
-      const buf = await fs.readFile(abs);
-      if (looksBinary(buf)) throw new ToolError(`${name} is a binary file; Edit works on text files.`);
-      const file = decodeText(buf);
-      const crlf = usesCRLF(file.text);
-      const [from, to] = [old_string, new_string].map((s) => (s.includes("\r") ? s : matchLineEndings(s, crlf))) as [string, string];
-
-      const found = occurrences(file.text, from);
-      if (found.length === 0) {
-        throw new ToolError(`old_string was not found in ${name}. It must match the file exactly, including whitespace and indentation; Read the file again if unsure.${nearestLines(splitLines(file.text), old_string)}`);
-      }
-      if (found.length > 1 && !replace_all) {
-        const at = found.slice(0, 20).map((i) => lineOf(file.text, i));
-        throw new ToolError(`old_string occurs ${found.length} times in ${name} (lines ${at.join(", ")}${found.length > at.length ? ", …" : ""}). Add surrounding lines to make it unique, or set replace_all to true.`);
-      }
-      const updated = replace_all ? file.text.split(from).join(to) : file.text.slice(0, found[0]) + to + file.text.slice(found[0]! + from.length);
-      await ws.writeAtomic(abs, encodeText({ ...file, text: updated }), st);
-
-      // Only the region around the change is numbered and diffed, so the cost does not grow with the file.
-      const first = found[0]!;
-      const oldEnd = found.at(-1)! + from.length;
-      const newEnd = oldEnd + (replace_all ? found.length : 1) * (to.length - from.length);
-      const shown = around(updated, first, newEnd);
-      const snippet = splitLines(shown.text).map((l, i) => numberLine(shown.line + i, l)).join("\n");
-      const before = around(file.text, first, oldEnd);
-      const { structuredPatch, formatPatch } = await import("diff");
-      const patch = structuredPatch(`a/${name}`, `b/${name}`, before.text.replaceAll("\r\n", "\n"), shown.text.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
-      for (const h of patch.hunks) [h.oldStart, h.newStart] = [h.oldStart + before.line - 1, h.newStart + shown.line - 1];
-      const diff = formatPatch(patch);
-      const count = replace_all ? found.length : 1;
-      return {
-        text: `Edited ${name}: ${count} replacement${count === 1 ? "" : "s"}. The edited region:\n${snippet}`,
-        structured: { file_path: name, replacements: count, snippet, diff },
-      };
+    let plan: EditPlan | undefined;
+    await ws.replaceFile(abs, false, (current) => {
+      if (!current) throw new ToolError(`File not found: ${name}. Use Write to create a new file.`);
+      ws.assertFresh(abs, current.st);
+      if (looksBinary(current.data)) throw new ToolError(`${name} is a binary file; Edit works on text files.`);
+      plan = planEdit(decodeText(current.data), name, old_string, new_string, replace_all);
+      return encodeText({ ...plan.file, text: plan.updated });
     });
+    const { file, from, to, found, updated } = plan!;
+
+    // Only the region around the change is numbered and diffed, so the cost does not grow with the file.
+    const first = found[0]!;
+    const oldEnd = found.at(-1)! + from.length;
+    const newEnd = oldEnd + (replace_all ? found.length : 1) * (to.length - from.length);
+    const shown = around(updated, first, newEnd);
+    const snippet = splitLines(shown.text).map((l, i) => numberLine(shown.line + i, l)).join("\n");
+    const before = around(file.text, first, oldEnd);
+    const { structuredPatch, formatPatch } = await import("diff");
+    const patch = structuredPatch(`a/${name}`, `b/${name}`, before.text.replaceAll("\r\n", "\n"), shown.text.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
+    for (const h of patch.hunks) [h.oldStart, h.newStart] = [h.oldStart + before.line - 1, h.newStart + shown.line - 1];
+    const diff = formatPatch(patch);
+    const count = replace_all ? found.length : 1;
+    return {
+      text: `Edited ${name}: ${count} replacement${count === 1 ? "" : "s"}. The edited region:\n${snippet}`,
+      structured: { file_path: name, replacements: count, snippet, diff },
+    };
   },
 });

@@ -10,6 +10,8 @@ export const RG_BASE = ["--no-config", "--hidden", "--glob", "!.git", "--no-requ
 const MAX_LINE_CHARS = 500;
 const OUTPUT_BUDGET = MAX_RESULT_CHARS - 2_000;
 const MTIME_SORT_LIMIT = 1_000;
+/** Every ripgrep run is stopped after this long. */
+const SEARCH_TIMEOUT_MS = 60_000;
 
 /** One line on how to fix the pattern, when ripgrep could not parse it. */
 const hint = (stderr: string) =>
@@ -20,7 +22,7 @@ const hint = (stderr: string) =>
 /** Runs rg with an argument array (never a shell string) in the workspace root, calling onLine per stdout line. */
 export async function runRg(args: string[], ctx: ToolContext, onLine: (line: string) => void): Promise<{ exitCode: number; stderr: string }> {
   const { execa } = await import("execa");
-  const child = execa(rgPath, args, { cwd: ctx.ws.root, cancelSignal: ctx.signal, reject: false, buffer: { stdout: false, stderr: true }, stdin: "ignore" });
+  const child = execa(rgPath, args, { cwd: ctx.ws.root, cancelSignal: ctx.signal, timeout: SEARCH_TIMEOUT_MS, reject: false, buffer: { stdout: false, stderr: true }, stdin: "ignore" });
   // Splitting chunks by hand is several times faster than a line iterator on large outputs.
   let rest = "";
   child.stdout!.setEncoding("utf8");
@@ -29,9 +31,10 @@ export async function runRg(args: string[], ctx: ToolContext, onLine: (line: str
     rest = lines.pop()!;
     for (const line of lines) onLine(line);
   });
-  const { exitCode = 2, stderr, isCanceled, signal } = await child;
+  const { exitCode = 2, stderr, isCanceled, timedOut, signal } = await child;
   if (rest) onLine(rest);
   if (isCanceled) throw new ToolError("Cancelled.");
+  if (timedOut) throw new ToolError(`The search was stopped after ${SEARCH_TIMEOUT_MS / 1000} s. Narrow it with path, glob or type.`);
   // Exit 2 without a message: --no-messages hid unreadable files, or the filters left no file to search.
   if (exitCode > 1 && (String(stderr).trim() || signal)) throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `killed by ${signal}`}${hint(String(stderr))}`);
   return { exitCode, stderr: String(stderr) };
@@ -41,9 +44,11 @@ export async function runRg(args: string[], ctx: ToolContext, onLine: (line: str
 export async function searchTarget(p: string | undefined, ctx: ToolContext): Promise<string[]> {
   if (!p) return [];
   const abs = await ctx.ws.resolve(p);
-  await fs.stat(abs).catch(() => {
+  const st = await fs.stat(abs).catch(() => {
     throw new ToolError(`Path not found: ${p}. Give an existing file or folder inside the workspace.`);
   });
+  // A FIFO or device would block ripgrep forever.
+  if (!st.isFile() && !st.isDirectory()) throw new ToolError(`${p} is not a regular file or folder; give a file or folder to search.`);
   const rel = ctx.ws.relative(abs);
   return rel === "." ? [] : [rel];
 }

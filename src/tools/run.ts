@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
-import type { Sandbox } from "../sandbox.js";
+import { limitProcesses, readProcFiles, type Sandbox } from "../sandbox.js";
 import { Semaphore } from "../semaphore.js";
 import { defineTool, type Tool } from "../tool.js";
 import { ToolError } from "../workspace.js";
@@ -11,6 +13,7 @@ const KEEP_BYTES = 64 * 1024;
 const MAX_COMMAND_CHARS = 100_000;
 const KILL_GRACE_MS = 500;
 const HEARTBEAT_MS = 5_000;
+const MAX_SWEEPS = 100;
 
 /** Variables a command may see by default; anything else must be named with --allow-env. */
 const ENV_ALLOWLIST = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "NODE_ENV", "CI", "NVM_DIR", "NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "JAVA_HOME", "GOPATH", "GOROOT", "CARGO_HOME", "RUSTUP_HOME", "PYENV_ROOT", "VIRTUAL_ENV"];
@@ -31,7 +34,8 @@ export function commandEnv(source: NodeJS.ProcessEnv, allowEnv: string[], tmpdir
     const allowed = allowEnv.includes(name) || ((ENV_ALLOWLIST.includes(name) || name.startsWith("LC_")) && !SECRET_NAME.test(name));
     if (allowed) env[name] = value;
   }
-  return { ...env, TMPDIR: tmpdir, GIT_TERMINAL_PROMPT: "0", PAGER: "cat", GIT_PAGER: "cat", NO_COLOR: "1", FORCE_COLOR: "0" };
+  // npm's logs go to the private temp folder: $HOME/.npm/_logs is read-only in the sandbox.
+  return { ...env, TMPDIR: tmpdir, npm_config_logs_dir: path.join(tmpdir, "npm-logs"), GIT_TERMINAL_PROMPT: "0", PAGER: "cat", GIT_PAGER: "cat", NO_COLOR: "1", FORCE_COLOR: "0" };
 }
 
 /** Keeps the first and last KEEP_BYTES of a stream, however long it gets. */
@@ -82,14 +86,54 @@ class BoundedOutput {
   }
 }
 
-const liveGroups = new Set<number>();
-process.on("exit", () => liveGroups.forEach((pgid) => killGroup(pgid, "SIGKILL")));
+/** Each command's processes carry TOKEN_VAR=<its token> in their environment (bwrap passes it on), so they can be found. */
+const TOKEN_VAR = "BACKEND_AGENT_COMMAND";
+/** Live commands: token → process group. */
+const liveCommands = new Map<string, number>();
+process.on("exit", () => liveCommands.forEach((pgid, token) => stopAllNow(token, pgid)));
 
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
+function kill(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(-pgid, signal);
+    process.kill(pid, signal);
   } catch {
     // already gone
+  }
+}
+const killGroup = (pgid: number, signal: NodeJS.Signals) => kill(-pgid, signal);
+const carries = (environ: string, token: string) => environ.split("\0").includes(`${TOKEN_VAR}=${token}`);
+
+/**
+ * SIGKILLs the command's process group and every process carrying its token, round after round until none is left
+ * (a process may fork between rounds). The group alone is not enough: bubblewrap's inner process starts a new session,
+ * and a cancel during start-up can reach the outer bwrap before the inner one (the sandbox's pid 1) has armed its
+ * die-with-parent signal, orphaning the sandbox. Killing that pid 1 ends everything inside the sandbox.
+ */
+export async function stopAll(token: string, pgid: number): Promise<void> {
+  killGroup(pgid, "SIGKILL");
+  for (let round = 0; round < MAX_SWEEPS; round++) {
+    const pids = (await readProcFiles("environ")).filter(([pid, environ]) => pid !== process.pid && carries(environ, token));
+    if (!pids.length) return;
+    for (const [pid] of pids) kill(pid, "SIGKILL");
+  }
+}
+
+/** stopAll, synchronously, for when the server exits. */
+function stopAllNow(token: string, pgid: number): void {
+  killGroup(pgid, "SIGKILL");
+  if (!existsSync("/proc/self/environ")) return;
+  for (let round = 0; round < MAX_SWEEPS; round++) {
+    let found = 0;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+      try {
+        if (!carries(readFileSync(`/proc/${entry}/environ`, "latin1"), token)) continue;
+        process.kill(Number(entry), "SIGKILL");
+        found++;
+      } catch {
+        // gone, or not ours
+      }
+    }
+    if (!found) return;
   }
 }
 
@@ -126,12 +170,13 @@ export function createRunTool(config: RunConfig): Tool {
       });
       try {
         const started = Date.now();
-        const wrapped = await config.sandbox.wrap(`exec 2>&1\n${command}`, randomUUID(), ctx.ws.root);
+        const token = randomUUID();
+        const wrapped = await config.sandbox.wrap(`${await limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
         if (ctx.signal.aborted) throw new ToolError("Cancelled before the command started; nothing ran.");
         const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
           cwd: ctx.ws.root,
-          env: commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir),
+          env: { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), [TOKEN_VAR]: token },
           extendEnv: false,
           detached: true,
           stdin: "ignore",
@@ -140,7 +185,7 @@ export function createRunTool(config: RunConfig): Tool {
           reject: false,
         });
         const pgid = child.pid!;
-        liveGroups.add(pgid);
+        liveCommands.set(token, pgid);
         const out = new BoundedOutput();
         // Every chunk updates the progress line; the server's progress reporter throttles, keeping the latest.
         child.stdout!.on("data", (chunk: Buffer) => {
@@ -148,26 +193,28 @@ export function createRunTool(config: RunConfig): Tool {
           ctx.progress(out.lastLine());
         });
         let stopReason: "timeout" | "cancel" | undefined;
+        // SIGTERM to the group first, so tools can clean up; then everything the command started is killed.
+        const terminate = () => {
+          killGroup(pgid, "SIGTERM");
+          setTimeout(() => void stopAll(token, pgid), KILL_GRACE_MS).unref();
+        };
         const stop = (reason: "timeout" | "cancel") => {
           stopReason ??= reason;
-          killGroup(pgid, "SIGTERM");
-          setTimeout(() => killGroup(pgid, "SIGKILL"), KILL_GRACE_MS).unref();
+          terminate();
         };
         const timer = setTimeout(() => stop("timeout"), timeout);
         const onAbort = () => stop("cancel");
         ctx.signal.addEventListener("abort", onAbort);
+        if (ctx.signal.aborted) stop("cancel");
         const heartbeat = setInterval(() => ctx.progress(`running ${Math.round((Date.now() - started) / 1000)}s · ${out.lastLine()}`), HEARTBEAT_MS);
-        // When bash exits, whatever it left running in its group (background jobs) ends too.
-        child.on("exit", () => {
-          killGroup(pgid, "SIGTERM");
-          setTimeout(() => killGroup(pgid, "SIGKILL"), KILL_GRACE_MS).unref();
-        });
+        // When bash exits, whatever it left running (background jobs) ends too.
+        child.on("exit", terminate);
         const { exitCode, signal } = await child;
         clearTimeout(timer);
         clearInterval(heartbeat);
         ctx.signal.removeEventListener("abort", onAbort);
-        killGroup(pgid, "SIGKILL");
-        liveGroups.delete(pgid);
+        await stopAll(token, pgid);
+        liveCommands.delete(token);
         const { output, omitted } = out.render();
         const result: RunResult = {
           output,

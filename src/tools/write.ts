@@ -1,7 +1,6 @@
-import fs from "node:fs/promises";
 import { z } from "zod";
 import { defineTool } from "../tool.js";
-import { decodeText, encodeText, errno, looksBinary, matchLineEndings, ToolError, usesCRLF, type TextFile } from "../workspace.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF } from "../workspace.js";
 
 export default defineTool({
   name: "Write",
@@ -21,23 +20,16 @@ export default defineTool({
   async handle({ file_path, content }, { ws }) {
     const abs = await ws.resolve(file_path, "write");
     const name = ws.relative(abs);
-    return ws.withLock(abs, async () => {
-      const st = await fs.stat(abs).catch((e) => (errno(e) === "ENOENT" ? undefined : Promise.reject(e)));
-      let file: TextFile = { text: content, encoding: "utf8", bom: false };
-      if (st) {
-        if (st.isDirectory()) throw new ToolError(`${name} is a directory; give a file path.`);
-        ws.assertFresh(abs, st);
-        const old = await fs.readFile(abs);
-        if (!looksBinary(old)) {
-          const prev = decodeText(old);
-          file = { ...prev, text: content.includes("\r") ? content : matchLineEndings(content, usesCRLF(prev.text)) };
-        }
-      }
-      const written = await ws.writeAtomic(abs, encodeText(file), st);
-      const action = st ? "overwritten" : "created";
-      const lines = content === "" ? 0 : content.split("\n").length - (content.endsWith("\n") ? 1 : 0);
-      const message = `${st ? "Overwrote" : "Created"} ${name} (${lines} lines, ${written.size} bytes).`;
-      return { text: message, structured: { file_path: name, action, bytes: written.size, lines, message } };
+    const { before: st, after: written } = await ws.replaceFile(abs, true, (current) => {
+      if (!current) return encodeText({ text: content, encoding: "utf8", bom: false });
+      ws.assertFresh(abs, current.st);
+      if (looksBinary(current.data)) return encodeText({ text: content, encoding: "utf8", bom: false });
+      const prev = decodeText(current.data);
+      return encodeText({ ...prev, text: content.includes("\r") ? content : matchLineEndings(content, usesCRLF(prev.text)) });
     });
+    const action = st ? "overwritten" : "created";
+    const lines = content === "" ? 0 : content.split("\n").length - (content.endsWith("\n") ? 1 : 0);
+    const message = `${st ? "Overwrote" : "Created"} ${name} (${lines} lines, ${written.size} bytes).`;
+    return { text: message, structured: { file_path: name, action, bytes: written.size, lines, message } };
   },
 });
