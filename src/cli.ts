@@ -96,7 +96,7 @@ async function main(): Promise<void> {
   let warn = (message: string) => log(undefined, "warning", message);
   const sandbox = await createSandbox({ mode, network }, (message) => warn(message)).catch((e: Error) => fail(e.message));
   const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: values["allow-env"], maxConcurrent })];
-  const tools = [...agentTools, ...createTaskTools({ tools: agentTools, testCommand: values["test-command"], maxTokens, timeoutMs, maxRuns, taskWaitSeconds, maxBudgetUsd })];
+  const tools = [...agentTools, ...createTaskTools({ tools: agentTools, testCommand: values["test-command"], checksTmpdir: sandbox.tmpdir, maxTokens, timeoutMs, maxRuns, taskWaitSeconds, maxBudgetUsd })];
   const { server } = createServer({ workspace, tools, notes: sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [] });
   warn = (message) => log(server, "warning", message);
 

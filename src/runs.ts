@@ -8,18 +8,20 @@ import { chooseBackend, DEFAULT_MODEL, emptyUsage, type Message, type Usage } fr
 import { loadAgents, type Agent } from "./prompts.js";
 import type { Tool, ToolContext } from "./tool.js";
 import ask from "./tools/ask.js";
-import { verify, type Verification } from "./verify.js";
+import { checksBrief, verify, type Verification } from "./verify/index.js";
 import { Semaphore } from "./semaphore.js";
 import { ToolError, Workspace, writeFileAtomic } from "./workspace.js";
 
 /** Durable Task runs: each lives in .backend-agent/runs/<id>/ (state, conversation, transcript, report) so nothing is only in memory. */
 
 export type RunStatus = "queued" | "running" | "interrupted" | AgentStatus;
-export const ENDED: RunStatus[] = ["completed", "verification_failed", "max_turns", "budget_exhausted", "cancelled", "error", "needs_input", "interrupted"];
+export const ENDED: RunStatus[] = ["completed", "verification_failed", "unverified", "max_turns", "budget_exhausted", "cancelled", "error", "needs_input", "interrupted"];
 
 export interface RunConfig {
   tools: Tool[];
   testCommand?: string;
+  /** The sandbox's private temp folder, where checks keep caches and reports. */
+  checksTmpdir?: string;
   maxTokens: number;
   timeoutMs: number;
   maxBudgetUsd?: number;
@@ -154,7 +156,12 @@ export class RunManager {
     };
     await writeJson(path.join(runDir(root, id), "state.json"), state);
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
+    return this.launch(root, state, ctx, { backend, system: await this.systemPrompt(agent, root), tools, messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
+  }
+
+  /** The agent's definition, plus which checks the server will run here (so it runs them itself before it is done). */
+  private async systemPrompt(agent: Agent, root: string): Promise<string> {
+    return `${agent.systemPrompt}\n\n${await checksBrief(root, this.config.testCommand)}`;
   }
 
   private async resume(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
@@ -183,7 +190,7 @@ export class RunManager {
     const state = (await readJson<RunState>(path.join(runDir(root, id), "state.json")))!;
     Object.assign(state, { status: "queued", server_pid: process.pid, max_turns: prev.turns + req.max_turns, activity: "queued (resume)", updated_at: new Date().toISOString() });
     const tools = toolsFor(agent, this.config.tools);
-    return this.launch(root, state, ctx, { backend, system: agent.systemPrompt, tools, messages: continueConversation(saved, req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
+    return this.launch(root, state, ctx, { backend, system: await this.systemPrompt(agent, root), tools, messages: continueConversation(saved, req.prompt), budgetUsd: req.max_budget_usd, previous: prev });
   }
 
   private launch(root: string, state: RunState, ctx: ToolContext, prepared: Prepared): LiveRun {
@@ -282,8 +289,9 @@ export class RunManager {
           void this.persist(live);
         },
         verify: async () => {
-          if (!run) return { passed: true, checks: [], note: "Run is not available, so no checks could be run." };
-          return verify(runCtx, run, (await changedNow()).filter((c) => c.status !== "deleted").map((c) => c.path), this.config.testCommand);
+          if (!run) return { outcome: "unverified", passed: true, checks: [], note: "Run is not available, so no checks could be run.", duration_ms: 0 };
+          const changed = (await changedNow()).map((c) => c.path);
+          return verify({ ctx: runCtx, run, changed, checkpoint: state.checkpoint, testCommand: this.config.testCommand, tmpdir: this.config.checksTmpdir });
         },
       });
       await live.saved;

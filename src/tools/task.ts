@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ENDED, RunManager, type RunConfig, type RunState, type TaskReport } from "../runs.js";
 import { defineTool, type Tool, type ToolOutput } from "../tool.js";
+import { renderChecks, verificationSchema } from "../verify/index.js";
 
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */
@@ -12,10 +13,9 @@ const OUTPUT_WAIT_DEFAULT = 30;
 const OUTPUT_WAIT_MAX = 45;
 
 const usage = z.object({ input_tokens: z.number(), output_tokens: z.number(), cache_read_input_tokens: z.number(), cache_creation_input_tokens: z.number() });
-const check = z.object({ name: z.string(), command: z.string().optional(), passed: z.boolean(), details: z.string() });
 const runView = z.object({
   run_id: z.string(),
-  status: z.string().describe("queued | running | completed | verification_failed | max_turns | budget_exhausted | cancelled | error | needs_input | interrupted"),
+  status: z.string().describe("queued | running | completed | verification_failed | unverified | max_turns | budget_exhausted | cancelled | error | needs_input | interrupted"),
   message: z.string().describe("What the status means and what to do next"),
   description: z.string(),
   agent: z.string(),
@@ -25,7 +25,7 @@ const runView = z.object({
   model_calls: z.number(),
   summary: z.string().optional().describe("The agent's own summary; the status comes from the server's checks"),
   files_changed: z.array(z.object({ path: z.string(), status: z.enum(["added", "modified", "deleted"]), insertions: z.number(), deletions: z.number() })).optional(),
-  verification: z.object({ passed: z.boolean(), checks: z.array(check), note: z.string().optional() }).nullable().optional(),
+  verification: verificationSchema.nullable().optional(),
   turns: z.number().optional(),
   fix_rounds: z.number().optional(),
   duration_ms: z.number().optional(),
@@ -47,8 +47,9 @@ const runView = z.object({
 });
 
 const STATUS_LINE: Record<string, string> = {
-  completed: "Completed, and the server's checks passed.",
-  verification_failed: "Finished, but the server's checks FAILED after the fix rounds.",
+  completed: "Completed: the server's checks passed, or failed only as they did before the run.",
+  verification_failed: "Finished, but the server's checks found failures this run introduced, still there after the fix rounds.",
+  unverified: "Finished, but UNVERIFIED: the server could not run any check on this work (see why below).",
   max_turns: "Stopped at the turn limit before the agent finished.",
   budget_exhausted: "Stopped: the token, cost or time budget ran out.",
   cancelled: "Cancelled.",
@@ -62,9 +63,7 @@ const stillRunning = (s: RunState) =>
 
 export function renderReport(r: TaskReport): string {
   const files = r.files_changed.length ? r.files_changed.map((f) => `- ${f.path} (${f.status}, +${f.insertions} -${f.deletions})`).join("\n") : "- none";
-  const checks = r.verification
-    ? r.verification.checks.map((c) => `- ${c.name}${c.command ? ` (${c.command})` : ""}: ${c.passed ? "passed" : `FAILED\n${c.details.replace(/^/gm, "    ")}`}`).join("\n") || `- ${r.verification.note}`
-    : "- not run";
+  const checks = renderChecks(r.verification);
   const u = r.usage;
   return [
     `Task ${r.run_id} [${r.status}] ${STATUS_LINE[r.status] ?? ""}${r.error ? `\nError: ${r.error}` : ""}`,
