@@ -112,7 +112,7 @@ export function parseTestText(text: string): Findings {
   return f;
 }
 
-const NOISE = /^(npm (error|ERR!|warn)|> |\s*at |error: could not compile|error: Recipe|make: \*\*\*|Found \d+ errors?|\d+ problems?|ELIFECYCLE|Command failed)/i;
+const NOISE = /^(✖ \d+ problems?|npm (error|ERR!|warn)|> |\s*at |error: could not compile|error: Recipe|make: \*\*\*|Found \d+ errors?|\d+ problems?|ELIFECYCLE|Command failed)/i;
 const LOOKS_DIAGNOSTIC = /\berror\b|\bwarning\b|✖|\b[A-Z]{1,4}\d{3,5}\b|^\S+:\d+(:\d+)?:|^\S+\(\d+,\d+\)/i;
 const FILE_HEADER = /^(\/|\.{0,2}\/?[\w@.-]+\/)?[\w@./-]+\.\w{1,5}$/;
 
@@ -138,9 +138,10 @@ export function parseDiagnostics(text: string): Findings {
 /** "src/a.ts(3,7): error" / "src/a.go:3:7: msg" / "  3:7  error msg" → the same text without where in the file it is. */
 export const withoutPosition = (line: string) =>
   line
-    .replace(/\(\d+,\d+\)/g, "")
-    .replace(/:\d+(:\d+)?(?=[:\s]|$)/g, "")
     .replace(/^\d+:\d+\s+/, "")
+    .replace(/\(\d+,\d+\)/g, "")
+    .replace(/:\d+(:\d+)?:?(?=\s|$)/g, ":")
+    .replace(/:\d+(:\d+)?(?=:)/g, "")
     .replace(/\s{2,}/g, " ")
     .trim();
 
