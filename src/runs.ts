@@ -159,8 +159,9 @@ export class RunManager {
     return this.launch(root, state, ctx, { backend, system: await this.systemPrompt(agent, root), tools, messages: [{ role: "user", content: req.prompt }], budgetUsd: req.max_budget_usd });
   }
 
-  /** The agent's definition, plus which checks the server will run here (so it runs them itself before it is done). */
+  /** The agent's definition, plus (for an agent that can Run) which checks the server will run here, so it runs them first. */
   private async systemPrompt(agent: Agent, root: string): Promise<string> {
+    if (agent.tools && !agent.tools.includes("Run")) return agent.systemPrompt;
     return `${agent.systemPrompt}\n\n${await checksBrief(root, this.config.testCommand)}`;
   }
 

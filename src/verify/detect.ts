@@ -28,7 +28,7 @@ export interface CheckSpec {
 }
 
 const MANIFESTS: [Stack, RegExp][] = [
-  ["node", /^package\.json$/],
+  ["node", /^(package|tsconfig)\.json$/],
   ["python", /^(pyproject\.toml|setup\.cfg|setup\.py|requirements[\w.-]*\.txt)$/],
   ["go", /^go\.mod$/],
   ["rust", /^Cargo\.toml$/],
