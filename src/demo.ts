@@ -9,6 +9,8 @@ import { packageRoot } from "./paths.js";
 import { reply, say, ScriptedModel, use, type Step } from "./scripted-model.js";
 
 export const DEMO_TASK = "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
+export const PYTHON_DEMO_TASK = "Add a validated, paginated list_users(page, limit) to a dependency-free Python service, with pytest tests.";
+export type DemoStack = "node" | "python";
 
 const USERS_JS = `import http from "node:http";
 
@@ -84,9 +86,69 @@ export function demoSteps(): Step[] {
   ];
 }
 
-/** A fresh workspace: a minimal ESM package whose test script is node --test. */
-export async function demoWorkspace(): Promise<string> {
+const PYPROJECT = `[project]
+name = "demo-service"
+version = "1.0.0"
+requires-python = ">=3.9"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+`;
+
+const USERS_PY = `"""Users, listed a page at a time."""
+
+USERS = [{"id": i, "name": f"user-{i}"} for i in range(1, 46)]
+
+
+class InvalidPaging(ValueError):
+    """A page or limit that is not a positive integer (limit at most 100)."""
+
+
+def list_users(page=1, limit=20):
+    if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+        raise InvalidPaging("page must be a positive integer")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+        raise InvalidPaging("limit must be an integer from 1 to 100")
+    start = (page - 1) * limit
+    return {"data": USERS[start : start + limit], "meta": {"page": page, "limit": limit, "total": len(USERS)}}
+`;
+
+const TEST_USERS_PY = `import pytest
+
+from users import InvalidPaging, list_users
+
+
+def test_pages_through_the_list():
+    body = list_users(page=3, limit=20)
+    assert len(body["data"]) == 5
+    assert body["meta"] == {"page": 3, "limit": 20, "total": 45}
+
+
+@pytest.mark.parametrize("page, limit", [(0, 20), (1, 0), (1, 500), ("2", 20), (True, 20)])
+def test_rejects_bad_paging(page, limit):
+    with pytest.raises(InvalidPaging):
+        list_users(page=page, limit=limit)
+`;
+
+/** The Python replay: the same shape of work, checked by the server with pytest. */
+export function pythonDemoSteps(): Step[] {
+  return [
+    reply(say("I'll look at the project first."), use("Glob", { pattern: "**/*" })),
+    reply(use("Read", { file_path: "pyproject.toml" })),
+    reply(say("A plain Python project with pytest configured. I'll add the module and its tests."), use("Write", { file_path: "users.py", content: USERS_PY }), use("Write", { file_path: "tests/test_users.py", content: TEST_USERS_PY })),
+    reply(use("Run", { command: "python3 -m pytest -q 2>&1 | tail -n 15", description: "Run the test suite" })),
+    reply(say("Added `list_users(page, limit)` in `users.py`: strict validation (`InvalidPaging` on anything but positive integers, limit at most 100) and `meta` with the total. `tests/test_users.py` covers paging and bad input; `python3 -m pytest` passes (6 tests).")),
+  ];
+}
+
+/** A fresh workspace: a minimal ESM package whose test script is node --test, or a pyproject with pytest configured. */
+export async function demoWorkspace(stack: DemoStack = "node"): Promise<string> {
   const dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-demo-")));
+  if (stack === "python") {
+    await fs.writeFile(path.join(dir, "pyproject.toml"), PYPROJECT);
+    await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free Python service.\n");
+    return dir;
+  }
   await fs.writeFile(path.join(dir, "package.json"), `${JSON.stringify({ name: "demo-service", version: "1.0.0", type: "module", private: true, scripts: { test: "node --test" } }, null, 2)}\n`);
   await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free HTTP service.\n");
   return dir;
@@ -95,10 +157,14 @@ export async function demoWorkspace(): Promise<string> {
 async function main(): Promise<void> {
   const liveIndex = process.argv.indexOf("--live");
   const live = liveIndex !== -1;
-  const task = live ? (process.argv[liveIndex + 1] ?? DEMO_TASK) : DEMO_TASK;
+  const stackIndex = process.argv.indexOf("--stack");
+  const stack = (stackIndex === -1 ? "node" : process.argv[stackIndex + 1]) as DemoStack;
+  if (stack !== "node" && stack !== "python") throw new Error(`--stack must be node or python (got "${stack}").`);
+  const defaultTask = stack === "python" ? PYTHON_DEMO_TASK : DEMO_TASK;
+  const task = live ? (process.argv[liveIndex + 1] ?? defaultTask) : defaultTask;
   if (live && !process.env.ANTHROPIC_API_KEY) throw new Error("--live needs ANTHROPIC_API_KEY in the environment.");
-  const workspace = await demoWorkspace();
-  const model = live ? undefined : new ScriptedModel(demoSteps());
+  const workspace = await demoWorkspace(stack);
+  const model = live ? undefined : new ScriptedModel(stack === "python" ? pythonDemoSteps() : demoSteps());
   const env: Record<string, string> = { ...(process.env as Record<string, string>) };
   if (model) Object.assign(env, { ANTHROPIC_API_KEY: "replay", ANTHROPIC_BASE_URL: await model.start() });
 
@@ -106,7 +172,7 @@ async function main(): Promise<void> {
   console.log(`Task: ${task}\n`);
   const client = new Client({ name: "backend-developer-demo", version: "1.0.0" });
   await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace], env, stderr: "inherit" }));
-  const result = (await client.callTool({ name: "Task", arguments: { description: "Paginated users endpoint", prompt: task } }, undefined, {
+  const result = (await client.callTool({ name: "Task", arguments: { description: stack === "python" ? "Paginated users listing" : "Paginated users endpoint", prompt: task } }, undefined, {
     onprogress: (p) => console.log(`  … ${p.message}`),
     resetTimeoutOnProgress: true,
     timeout: 30 * 60_000,

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { afterEach, describe, expect, test } from "vitest";
+import { afterAll, afterEach, describe, expect, test } from "vitest";
 import { reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
 import type { TaskReport } from "../src/runs.js";
 import { connect, tempDir, text } from "./helpers.js";
@@ -14,6 +14,12 @@ afterEach(async () => {
 });
 
 type Files = Record<string, string>;
+
+/** Verification's own cost over the checks' commands (timed inside the sandbox), per correct run. */
+const overhead: { stack: string; checks_ms: number; verification_ms: number }[] = [];
+afterAll(() => {
+  for (const o of overhead) process.stderr.write(`verification overhead ${o.stack}: checks ${o.checks_ms} ms, verification ${o.verification_ms} ms, +${o.verification_ms - o.checks_ms} ms (${(((o.verification_ms - o.checks_ms) / o.checks_ms) * 100).toFixed(1)}%)\n`);
+});
 
 async function workspace(files: Files): Promise<string> {
   const ws = await tempDir("bdm-verify-");
@@ -37,6 +43,8 @@ async function runTask(files: Files, steps: Step[], extraArgs: string[] = []) {
 /** Everything the model was sent after its first turn: tool results and the server's fix-round messages. */
 const sentToModel = (model: ScriptedModel) => JSON.stringify(model.requests.slice(1).map((r: MessagesRequest) => r.messages.at(-1)));
 const fixRounds = (model: ScriptedModel) => model.requests.map((r) => JSON.stringify(r.messages.at(-1)?.content)).filter((c) => c.includes("The server ran its own checks"));
+const listFiles = async (dir: string) =>
+  (await fs.readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).filter((f) => !f.startsWith(".git/") && !f.startsWith(".backend-agent/")).sort();
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: "ignore" }).status === 0;
 const claims = (n: number) => Array.from({ length: n }, () => reply(say("Done: all tests pass.")));
 
@@ -137,6 +145,8 @@ describe.each(STACKS)("$name", (stack) => {
     expect(check).toMatchObject({ result: "passed", project: ".", newly_failing: [] });
     expect(check.duration_ms).toBeGreaterThan(0);
     expect(out).toContain(`${stack.testCheck}: passed`);
+    const v = report.verification!;
+    overhead.push({ stack: stack.name, checks_ms: v.checks.reduce((n, c) => n + c.duration_ms, 0), verification_ms: v.duration_ms });
     expect(out).toContain(check.command);
     // The agent was told which checks the server would run.
     expect(model.requests[0]!.system![0]!.text).toContain(check.command);
@@ -144,7 +154,7 @@ describe.each(STACKS)("$name", (stack) => {
 
   test.skipIf(!stack.available)("a failure that was already there is kept apart: not sent to the model, the run completed", async () => {
     const [file, content, name] = stack.oldFailure;
-    const { model, report, text: out } = await runTask({ ...stack.files, [file]: content }, [stack.goodChange, ...claims(1)]);
+    const { model, ws, report, text: out } = await runTask({ ...stack.files, [file]: content }, [stack.goodChange, ...claims(1)]);
     expect(report.status).toBe("completed");
     const check = report.verification!.checks.find((c) => c.name === stack.testCheck)!;
     expect(check.result).toBe("failed");
@@ -153,5 +163,9 @@ describe.each(STACKS)("$name", (stack) => {
     expect(fixRounds(model)).toEqual([]);
     expect(sentToModel(model)).not.toContain(name);
     expect(out).toContain("pre-existing");
+    // The baseline ran in a copy of the checkpoint: nothing new in the workspace but the change (and Cargo's lock file, written by the check itself).
+    const added = (await listFiles(ws)).filter((f) => !(f in stack.files) && f !== file && f !== "Cargo.lock");
+    expect(added).toEqual(report.files_changed.map((f) => f.path).filter((f) => f !== "Cargo.lock"));
   });
 });
+

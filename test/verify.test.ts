@@ -1,6 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
+import { demoWorkspace, pythonDemoSteps } from "../src/demo.js";
 import { reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
 import type { TaskReport } from "../src/runs.js";
 import { parseDiagnostics, parseTestText, withoutPosition } from "../src/verify/parse.js";
@@ -141,6 +142,41 @@ describe("what gets checked", () => {
     ]);
     expect(out).toContain("NOT RUN (cargo: not installed)");
   });
+});
+
+describe("the agent cannot change how it is judged", () => {
+  test("rewriting backend-agent.checks.json during the run does not change the checks: the checkpoint's file is used", async () => {
+    const config = { checks: [{ name: "smoke", command: "test ! -f broken.txt" }] };
+    const { report } = await runTask({ "backend-agent.checks.json": JSON.stringify(config) }, [
+      reply(use("Read", { file_path: "backend-agent.checks.json" })),
+      reply(use("Write", { file_path: "backend-agent.checks.json", content: JSON.stringify({ checks: [{ name: "smoke", command: "true" }] }) }), use("Write", { file_path: "broken.txt", content: "x\n" })),
+      ...done(3),
+    ]);
+    expect(report.status).toBe("verification_failed");
+    expect(report.verification!.checks.map((c) => [c.name, c.command, c.result])).toEqual([["smoke", "test ! -f broken.txt", "failed"]]);
+  });
+
+  test("deleting the test script does not skip the tests: the check runs and fails", async () => {
+    const pkg = { name: "p", scripts: { test: "node --test" } };
+    const { report } = await runTask({ "package.json": JSON.stringify(pkg), "t.test.js": 'require("node:test")("ok", () => {});\n' }, [
+      reply(use("Read", { file_path: "package.json" })),
+      reply(use("Write", { file_path: "package.json", content: JSON.stringify({ name: "p" }) })),
+      ...done(3),
+    ]);
+    expect(report.status).toBe("verification_failed");
+    expect(report.verification!.checks.map((c) => [c.name, c.result])).toEqual([["test", "failed"]]);
+  });
+});
+
+test("the Python demo replay (npm run demo -- --stack python) ends completed, checked by pytest", async () => {
+  const model = new ScriptedModel(pythonDemoSteps());
+  const url = await model.start();
+  const ws = await demoWorkspace("python");
+  const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url } });
+  cleanup.push(() => model.stop(), () => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
+  const report = (await conn.call("Task", { description: "demo", prompt: "Add list_users." })).structuredContent as unknown as TaskReport;
+  expect(report.status).toBe("completed");
+  expect(report.verification!.checks.map((c) => [c.name, c.command, c.result])).toEqual([["pytest", "python3 -m pytest", "passed"]]);
 });
 
 describe("output parsing", () => {

@@ -28,6 +28,16 @@ async function extract(workdir: string, checkpoint: string, dir: string): Promis
   await execa("git", [...GIT_SAFE, "-C", workdir, "archive", "--format=tar", checkpoint], { env, extendEnv: false }).pipe("tar", ["-x", "--no-same-owner", "-C", dir], { env, extendEnv: false });
 }
 
+/** A reader of files as they were at the checkpoint (git cat-file, run by the server with hooks and fsmonitor off). */
+export function checkpointReader(workdir: string, checkpoint: string): (rel: string) => Promise<string | undefined> {
+  return async (rel) => {
+    const { execa } = await import("execa");
+    const env = Object.fromEntries(["PATH", "HOME", "LANG"].flatMap((k) => (process.env[k] ? [[k, process.env[k]!]] : [])));
+    const r = await execa("git", [...GIT_SAFE, "-C", workdir, "cat-file", "blob", `${checkpoint}:${rel}`], { env, extendEnv: false, reject: false, maxBuffer: 1_000_000 });
+    return r.exitCode === 0 ? r.stdout : undefined;
+  };
+}
+
 /** Links each project's ignored dependency folders (node_modules, .venv, vendor) from the workspace into the copy. */
 async function linkDependencies(workdir: string, dir: string, projects: string[]): Promise<void> {
   for (const project of new Set([".", ...projects])) {

@@ -42,6 +42,11 @@ const shq = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 const exists = (p: string) => fs.stat(p).then(() => true, () => false);
 const readText = (p: string) => fs.readFile(p, "utf8").catch(() => "");
 
+/** Reads a file (path relative to the workspace) as it was at the checkpoint; undefined when it did not exist. */
+export type AtCheckpoint = (rel: string) => Promise<string | undefined>;
+const nowhere: AtCheckpoint = async () => undefined;
+const relFile = (project: string, name: string) => (project === "." ? name : `${project}/${name}`);
+
 /** The stacks whose manifest is in dir. */
 async function stacksIn(dir: string): Promise<Stack[]> {
   const names = await fs.readdir(dir).catch(() => [] as string[]);
@@ -58,10 +63,13 @@ export async function touchedProjects(root: string, changed: string[]): Promise<
     seen.set(rel, here);
     return here;
   };
+  const realRoot = await fs.realpath(root);
   for (const file of changed) {
     if (file.split("/").some((part) => SKIPPED_DIRS.has(part))) continue;
     const project = await nearest(path.dirname(file));
-    if (project) found.add(project);
+    // A project reached through a symbolic link out of the workspace is not the workspace's.
+    const real = project && (await fs.realpath(path.join(root, project)).catch(() => ""));
+    if (project && real && (real === realRoot || real.startsWith(realRoot + path.sep))) found.add(project);
   }
   if (!changed.length && (await stacksIn(root)).length) found.add(".");
   return [...found].sort();
@@ -82,14 +90,14 @@ export async function allProjects(root: string, limit = 8): Promise<string[]> {
 }
 
 /** The checks of one project folder, per stack found there. */
-export async function checksFor(root: string, project: string): Promise<CheckSpec[]> {
+export async function checksFor(root: string, project: string, before: AtCheckpoint = nowhere): Promise<CheckSpec[]> {
   const dir = path.join(root, project);
   const specs: CheckSpec[] = [];
-  for (const stack of await stacksIn(dir)) specs.push(...(await STACK_CHECKS[stack as Exclude<Stack, "configured">](dir, project, root)));
+  for (const stack of await stacksIn(dir)) specs.push(...(await STACK_CHECKS[stack as Exclude<Stack, "configured">](dir, project, root, before)));
   return specs;
 }
 
-const STACK_CHECKS: Record<Exclude<Stack, "configured">, (dir: string, project: string, root: string) => Promise<CheckSpec[]>> = {
+const STACK_CHECKS: Record<Exclude<Stack, "configured">, (dir: string, project: string, root: string, before: AtCheckpoint) => Promise<CheckSpec[]>> = {
   node: nodeChecks,
   python: pythonChecks,
   go: async (_dir, project) => [
@@ -104,9 +112,18 @@ const STACK_CHECKS: Record<Exclude<Stack, "configured">, (dir: string, project: 
   java: javaChecks,
 };
 
-async function nodeChecks(dir: string, project: string, root: string): Promise<CheckSpec[]> {
-  const pkg = (await fs.readFile(path.join(dir, "package.json"), "utf8").then(JSON.parse, () => ({}))) as { scripts?: Record<string, unknown> };
-  const scripts = pkg?.scripts ?? {};
+const scriptsOf = (text: string | undefined): Record<string, unknown> => {
+  try {
+    const scripts = (JSON.parse(text ?? "{}") as { scripts?: unknown }).scripts;
+    return scripts && typeof scripts === "object" ? (scripts as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+};
+
+async function nodeChecks(dir: string, project: string, root: string, before: AtCheckpoint): Promise<CheckSpec[]> {
+  // Scripts the project had at the checkpoint count too: a run that deletes its test script fails that check, it does not skip it.
+  const scripts = { ...scriptsOf(await before(relFile(project, "package.json"))), ...scriptsOf(await readText(path.join(dir, "package.json"))) };
   const pm = existsSync(path.join(dir, "pnpm-lock.yaml")) && onPath("pnpm") ? "pnpm" : existsSync(path.join(dir, "yarn.lock")) && onPath("yarn") ? "yarn" : "npm";
   const has = (name: string) => typeof scripts[name] === "string" && !(name === "test" && NPM_DEFAULT_TEST.test(scripts[name] as string));
   const specs: CheckSpec[] = [];
@@ -174,10 +191,9 @@ async function javaChecks(dir: string, project: string): Promise<CheckSpec[]> {
   return [{ name: maven ? "maven test" : "gradle test", project, stack: "java", command, script, parser: "junit", requires: ["java", tool], reportDirs }];
 }
 
-/** The committed checks file, when the workspace has one: it replaces detection. */
-export async function configuredChecks(root: string): Promise<CheckSpec[] | undefined> {
-  const file = path.join(root, CONFIG_FILE);
-  const text = await fs.readFile(file, "utf8").catch(() => undefined);
+/** The committed checks file, as it was at the checkpoint when there is one (the agent cannot rewrite how it is judged). */
+export async function configuredChecks(root: string, before?: AtCheckpoint): Promise<CheckSpec[] | undefined> {
+  const text = before ? await before(CONFIG_FILE) : await fs.readFile(path.join(root, CONFIG_FILE), "utf8").catch(() => undefined);
   if (text === undefined) return undefined;
   let json: unknown;
   try {
@@ -195,10 +211,10 @@ export async function configuredChecks(root: string): Promise<CheckSpec[] | unde
 }
 
 /** The server's plan: the committed checks, else each touched project's checks; --test-command replaces the root's tests. */
-export async function planChecks(root: string, projects: string[], testCommand?: string): Promise<CheckSpec[]> {
-  const configured = await configuredChecks(root);
+export async function planChecks(root: string, projects: string[], testCommand?: string, before?: AtCheckpoint): Promise<CheckSpec[]> {
+  const configured = await configuredChecks(root, before);
   if (configured) return configured;
-  const specs = (await Promise.all(projects.map((p) => checksFor(root, p)))).flat();
+  const specs = (await Promise.all(projects.map((p) => checksFor(root, p, before)))).flat();
   if (!testCommand) return specs;
   const isTest = (s: CheckSpec) => s.project === "." && ["test", "pytest", "go test", "cargo test", "maven test", "gradle test"].includes(s.name);
   return [...specs.filter((s) => !isTest(s)), { name: "test", project: ".", stack: "configured", command: testCommand, script: testCommand, parser: "tests", requires: [] }];

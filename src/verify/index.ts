@@ -1,6 +1,6 @@
 import os from "node:os";
 import type { Tool, ToolContext } from "../tool.js";
-import { baselineResults, groupByProject } from "./baseline.js";
+import { baselineResults, checkpointReader, groupByProject } from "./baseline.js";
 import { compareCheck } from "./compare.js";
 import { allProjects, planChecks, touchedProjects, type CheckSpec } from "./detect.js";
 import { runProjectChecks, tsMorphCheck, type ExecOptions, type RawResult } from "./exec.js";
@@ -47,7 +47,8 @@ export async function verify(o: VerifyOptions): Promise<Verification> {
   const done = (v: Omit<Verification, "duration_ms" | "passed">): Verification => ({ ...v, passed: v.outcome !== "failed", duration_ms: Date.now() - started });
   let specs: CheckSpec[];
   try {
-    specs = await planChecks(root, await touchedProjects(root, o.changed), o.testCommand);
+    const before = o.checkpoint ? checkpointReader(root, o.checkpoint) : undefined;
+    specs = await planChecks(root, await touchedProjects(root, o.changed), o.testCommand, before);
   } catch (e) {
     return done({ outcome: "unverified", checks: [], note: (e as Error).message });
   }
