@@ -23,8 +23,8 @@ Options:
   --allow-env NAME      Pass the server's variable NAME to commands (repeatable); secrets
                         (*_KEY, *TOKEN*, *SECRET*, *PASSWORD*) are withheld unless named
   --max-commands N      Commands that may run at once (default 4)
-  --test-command CMD    How Task verifies work (default: npm test, when package.json has a
-                        test script)
+  --test-command CMD    Replaces the root project's test check in Task's verification
+                        (default: detected per stack; see the README's Verification section)
   --task-max-tokens N   Token budget of one Task run (default 3000000)
   --task-timeout SEC    Wall-time budget of one Task run (default 1800)
   --task-wait SEC       How long a Task call waits before it returns "running" and the run
