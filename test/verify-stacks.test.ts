@@ -1,4 +1,6 @@
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import os from "node:os";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
@@ -120,6 +122,30 @@ const STACKS: Stack[] = [
     oldFailure: ["tests/old.rs", "#[test]\nfn legacy_rounding() { assert_eq!(0.1 + 0.2, 0.3); }\n", "legacy_rounding"],
   },
 ];
+
+const M2 = path.join(os.homedir(), ".m2", "repository");
+const POM = `<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>example</groupId><artifactId>calc</artifactId><version>0.1.0</version>
+  <properties><maven.compiler.source>17</maven.compiler.source><maven.compiler.target>17</maven.compiler.target></properties>
+  <dependencies><dependency><groupId>junit</groupId><artifactId>junit</artifactId><version>4.13.2</version><scope>test</scope></dependency></dependencies>
+</project>
+`;
+const junitTest = (cls: string, name: string, body: string) => `package calc;\n\nimport static org.junit.Assert.*;\nimport org.junit.Test;\n\npublic class ${cls} {\n  @Test public void ${name}() { ${body} }\n}\n`;
+STACKS.push({
+  name: "Java (Maven)",
+  available: has("mvn", ["-v"]) && existsSync(path.join(M2, "org", "apache", "maven", "plugins", "maven-surefire-plugin")) && existsSync(path.join(M2, "junit", "junit", "4.13.2")),
+  why: "Maven with surefire and junit 4.13.2 in ~/.m2 (the check runs offline) is not available",
+  files: {
+    "pom.xml": POM,
+    "src/main/java/calc/Calc.java": "package calc;\n\npublic class Calc {\n  public static int add(int a, int b) { return a + b; }\n}\n",
+    "src/test/java/calc/CalcTest.java": junitTest("CalcTest", "adds", "assertEquals(3, Calc.add(1, 2));"),
+  },
+  testCheck: "maven test",
+  breakIt: [reply(use("Read", { file_path: "src/main/java/calc/Calc.java" })), reply(use("Edit", { file_path: "src/main/java/calc/Calc.java", old_string: "a + b", new_string: "a - b" }))],
+  goodChange: reply(use("Write", { file_path: "src/main/java/calc/Mul.java", content: "package calc;\n\npublic class Mul {\n  public static int mul(int a, int b) { return a * b; }\n}\n" })),
+  oldFailure: ["src/test/java/calc/OldTest.java", junitTest("OldTest", "legacyRounding", "assertEquals(0.3, 0.1 + 0.2, 0.0);"), "legacyRounding"],
+});
 
 describe.each(STACKS)("$name", (stack) => {
   if (!stack.available) test.skip(`skipped: ${stack.why}`, () => undefined);
