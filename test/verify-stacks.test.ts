@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -131,11 +131,22 @@ const POM = `<project xmlns="http://maven.apache.org/POM/4.0.0">
   <dependencies><dependency><groupId>junit</groupId><artifactId>junit</artifactId><version>4.13.2</version><scope>test</scope></dependency></dependencies>
 </project>
 `;
+/** Whether `mvn -o test` can build the fixture at all (checks run offline, so the local repository must hold everything). */
+function mavenWorksOffline(): boolean {
+  if (!existsSync(M2) || !has("mvn", ["-v"])) return false;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "bdm-mvn-probe-"));
+  try {
+    writeFileSync(path.join(dir, "pom.xml"), POM);
+    return spawnSync("mvn", ["-o", "-q", "-B", "test"], { cwd: dir, stdio: "ignore", timeout: 120_000 }).status === 0;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 const junitTest = (cls: string, name: string, body: string) => `package calc;\n\nimport static org.junit.Assert.*;\nimport org.junit.Test;\n\npublic class ${cls} {\n  @Test public void ${name}() { ${body} }\n}\n`;
 STACKS.push({
   name: "Java (Maven)",
-  available: has("mvn", ["-v"]) && existsSync(path.join(M2, "org", "apache", "maven", "plugins", "maven-surefire-plugin")) && existsSync(path.join(M2, "junit", "junit", "4.13.2")),
-  why: "Maven with surefire and junit 4.13.2 in ~/.m2 (the check runs offline) is not available",
+  available: mavenWorksOffline(),
+  why: "Maven cannot build a JUnit project offline here (its plugins or junit 4.13.2 are not in ~/.m2)",
   files: {
     "pom.xml": POM,
     "src/main/java/calc/Calc.java": "package calc;\n\npublic class Calc {\n  public static int add(int a, int b) { return a + b; }\n}\n",

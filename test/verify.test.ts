@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
@@ -142,6 +143,13 @@ describe("what gets checked", () => {
     ]);
     expect(out).toContain("NOT RUN (cargo: not installed)");
   });
+});
+
+test.skipIf(!process.env.PATH?.split(path.delimiter).some((d) => existsSync(path.join(d, "mvn"))))("a Maven build that cannot resolve its plugins offline is not run (with the reason), not failed", async () => {
+  const pom = '<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion><groupId>x</groupId><artifactId>y</artifactId><version>1</version><build><plugins><plugin><groupId>org.example.absent</groupId><artifactId>absent-maven-plugin</artifactId><version>9.9.9</version></plugin></plugins></build></project>\n';
+  const { report } = await runTask({ "pom.xml": pom }, [reply(use("Write", { file_path: "src/main/java/A.java", content: "class A {}\n" })), ...done()]);
+  expect(report.status).toBe("unverified");
+  expect(report.verification!.checks.map((c) => [c.name, c.result, c.reason])).toEqual([["maven test", "not_run", expect.stringMatching(/^maven: .*local repository/)]]);
 });
 
 describe("the agent cannot change how it is judged", () => {

@@ -19,8 +19,8 @@ export interface CheckSpec {
   parser: ParserName;
   /** Programs that must exist (on PATH, or as a path relative to the project) for the check to run. */
   requires: string[];
-  /** Output meaning the tool itself is missing (e.g. "No module named pytest"): the check is not run. */
-  missing?: { pattern: RegExp; reason: string };
+  /** Output meaning the tool or the dependencies it needs offline are missing (e.g. "No module named pytest"): not run. */
+  missing?: { pattern: RegExp; reason: string }[];
   /** Exit code meaning "nothing to check" (pytest's 5: no tests collected). */
   nothingExit?: { code: number; reason: string };
   /** Report files the tool writes in the project folder (Surefire, Gradle), read after the run. */
@@ -97,17 +97,23 @@ export async function checksFor(root: string, project: string, before: AtCheckpo
   return specs;
 }
 
+/** Offline, a dependency missing from the local cache means the check could not run, not that the code is wrong. */
+const GO_OFFLINE = [{ pattern: /module lookup disabled by GOPROXY=off|GOPROXY=off.*(cannot|not) (find|download)/, reason: "go: a module is not in the local module cache (checks run offline)" }];
+const CARGO_OFFLINE = [{ pattern: /(no matching package named|failed to (download|load source for)).*[\s\S]*offline/, reason: "cargo: a dependency is not in the local registry cache (checks run offline)" }];
+const MAVEN_OFFLINE = [{ pattern: /in offline mode and the artifact \S+ has not been downloaded/, reason: "maven: plugins or dependencies are not in the local repository (checks run offline)" }];
+const GRADLE_OFFLINE = [{ pattern: /No cached version of \S+ available for offline mode|Could not (download|resolve) .*offline/, reason: "gradle: dependencies are not in the local cache (checks run offline)" }];
+
 const STACK_CHECKS: Record<Exclude<Stack, "configured">, (dir: string, project: string, root: string, before: AtCheckpoint) => Promise<CheckSpec[]>> = {
   node: nodeChecks,
   python: pythonChecks,
   go: async (_dir, project) => [
-    { name: "go build", project, stack: "go", command: "go build ./...", script: "go build ./...", parser: "diagnostics", requires: ["go"] },
-    { name: "go vet", project, stack: "go", command: "go vet ./...", script: "go vet ./...", parser: "diagnostics", requires: ["go"] },
-    { name: "go test", project, stack: "go", command: "go test ./...", script: "go test -json ./...", parser: "go-json", requires: ["go"] },
+    { name: "go build", project, stack: "go", command: "go build ./...", script: "go build ./...", parser: "diagnostics", requires: ["go"], missing: GO_OFFLINE },
+    { name: "go vet", project, stack: "go", command: "go vet ./...", script: "go vet ./...", parser: "diagnostics", requires: ["go"], missing: GO_OFFLINE },
+    { name: "go test", project, stack: "go", command: "go test ./...", script: "go test -json ./...", parser: "go-json", requires: ["go"], missing: GO_OFFLINE },
   ],
   rust: async (_dir, project) => [
-    { name: "cargo check", project, stack: "rust", command: "cargo check --offline", script: "cargo check --offline --message-format=short", parser: "diagnostics", requires: ["cargo"] },
-    { name: "cargo test", project, stack: "rust", command: "cargo test --offline", script: "cargo test --offline --no-fail-fast", parser: "cargo-test", requires: ["cargo"] },
+    { name: "cargo check", project, stack: "rust", command: "cargo check --offline", script: "cargo check --offline --message-format=short", parser: "diagnostics", requires: ["cargo"], missing: CARGO_OFFLINE },
+    { name: "cargo test", project, stack: "rust", command: "cargo test --offline", script: "cargo test --offline --no-fail-fast", parser: "cargo-test", requires: ["cargo"], missing: CARGO_OFFLINE },
   ],
   java: javaChecks,
 };
@@ -161,7 +167,7 @@ async function pythonChecks(dir: string, project: string): Promise<CheckSpec[]> 
       : existsSync(path.join(dir, "poetry.lock")) && onPath("poetry")
         ? ["poetry run python", ["poetry"]]
         : ["python3", ["python3"]];
-  const missing = (mod: string) => ({ pattern: new RegExp(`No module named ${mod}\\b`), reason: `${mod}: not installed for ${python}` });
+  const missing = (mod: string) => [{ pattern: new RegExp(`No module named ${mod}\\b`), reason: `${mod}: not installed for ${python}` }];
   const specs: CheckSpec[] = [
     {
       name: "pytest", project, stack: "python", command: `${python} -m pytest`, parser: "junit", requires,
@@ -188,7 +194,7 @@ async function javaChecks(dir: string, project: string): Promise<CheckSpec[]> {
   const [command, script, reportDirs] = maven
     ? [`${tool} -o test`, `rm -rf target/surefire-reports && ${tool} -o -q -B test`, ["target/surefire-reports"]]
     : [`${tool} test --offline`, `rm -rf build/test-results/test && ${tool} test --offline -q --console=plain`, ["build/test-results/test"]];
-  return [{ name: maven ? "maven test" : "gradle test", project, stack: "java", command, script, parser: "junit", requires: ["java", tool], reportDirs }];
+  return [{ name: maven ? "maven test" : "gradle test", project, stack: "java", command, script, parser: "junit", requires: ["java", tool], reportDirs, missing: maven ? MAVEN_OFFLINE : GRADLE_OFFLINE }];
 }
 
 /** The committed checks file, as it was at the checkpoint when there is one (the agent cannot rewrite how it is judged). */

@@ -135,7 +135,8 @@ async function readResult(spec: CheckSpec, i: number, reportDir: string, project
     return { spec, result: "failed", reason: why, durationMs, output: `${output}\n[${why}]`, reports: [] };
   }
   const exitCode = Number(code.trim());
-  if (exitCode !== 0 && spec.missing?.pattern.test(output)) return { ...notRun(spec, spec.missing.reason), durationMs, output };
+  const missing = exitCode !== 0 && spec.missing?.find((m) => m.pattern.test(output));
+  if (missing) return { ...notRun(spec, missing.reason), durationMs, output };
   if (spec.nothingExit?.code === exitCode) return { ...notRun(spec, spec.nothingExit.reason), durationMs, output };
   const reports = spec.script.includes("{report}") ? [await file("xml")].filter((r): r is string => Boolean(r)) : [];
   for (const dir of spec.reportDirs ?? []) reports.push(...(await reportsIn(path.join(projectDir, dir), await fs.readdir(path.join(projectDir, dir)).catch(() => []))));
