@@ -204,5 +204,18 @@ describe.each(STACKS)("$name", (stack) => {
     const added = (await listFiles(ws)).filter((f) => !(f in stack.files) && f !== file && f !== "Cargo.lock");
     expect(added).toEqual(report.files_changed.map((f) => f.path).filter((f) => f !== "Cargo.lock"));
   });
+
+  test.skipIf(!stack.available)("breaking a test next to one that already failed: only the new failure is sent to the model", async () => {
+    const [file, content, name] = stack.oldFailure;
+    const { model, report } = await runTask({ ...stack.files, [file]: content }, [...stack.breakIt, ...claims(3)]);
+    expect(report.status).toBe("verification_failed");
+    const check = report.verification!.checks.find((c) => c.name === stack.testCheck)!;
+    expect(check.newly_failing.join(" ")).toMatch(/adds/i);
+    expect(check.failed_before.join(" ")).toContain(name);
+    const rounds = fixRounds(model);
+    expect(rounds).toHaveLength(2);
+    for (const round of rounds) expect(round).not.toContain(name);
+    expect(sentToModel(model)).not.toContain(name);
+  });
 });
 

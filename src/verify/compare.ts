@@ -4,7 +4,10 @@ import type { CheckResult } from "./schema.js";
 
 /** A failing check where nothing finer could be read stands for itself, so it matches the same failure at the checkpoint. */
 export const WHOLE_CHECK = "(the check as a whole)";
-const DETAILS_CHARS = 6_000;
+const DETAILS_CHARS = 4_000;
+/** Items listed per array, so a report with thousands of old lint errors stays within a tool result's size. */
+const LIST_MAX = 100;
+const capped = (items: string[]) => (items.length > LIST_MAX ? [...items.slice(0, LIST_MAX), `… and ${items.length - LIST_MAX} more`] : items);
 const TAIL_CHARS = 4_000;
 const tail = (s: string) => (s.length > TAIL_CHARS ? `…${s.slice(-TAIL_CHARS)}` : s);
 
@@ -27,16 +30,16 @@ export async function compareCheck(now: RawResult, before: RawResult | undefined
   const after = await failures(now);
   const earlier = before && before.result !== "not_run" ? ((await failures(before))?.failed ?? new Map<string, string>()) : undefined;
   if (!after) {
-    if (earlier) base.newly_passing = [...earlier.keys()].filter((k) => k !== WHOLE_CHECK);
+    if (earlier) base.newly_passing = capped([...earlier.keys()].filter((k) => k !== WHOLE_CHECK));
     return base;
   }
   const keys = [...after.failed.keys()];
   base.newly_failing = keys.filter((k) => !earlier?.has(k));
   base.failed_before = keys.filter((k) => earlier?.has(k));
   base.newly_passing = earlier ? [...earlier.keys()].filter((k) => k !== WHOLE_CHECK && !after.failed.has(k)) : [];
-  base.details = base.newly_failing
+  const details = base.newly_failing
     .map((k) => (k === WHOLE_CHECK ? after.failed.get(k)! : `${k}\n${after.failed.get(k) ?? ""}`.trim()))
     .join("\n\n")
     .slice(0, DETAILS_CHARS);
-  return base;
+  return { ...base, details, newly_failing: capped(base.newly_failing), failed_before: capped(base.failed_before), newly_passing: capped(base.newly_passing) };
 }

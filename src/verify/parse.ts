@@ -93,6 +93,14 @@ const TEST_LINE: [RegExp, boolean][] = [
   [/^test (\S+) \.\.\. ok$/, true],
 ];
 
+const NEXT_TEST = /^\s*(# Subtest:|(not )?ok \d+ - |[✖✗×✕✔✓√▶]\s|FAIL\s|PASS\s|FAILED |PASSED |--- (FAIL|PASS):|=== RUN|test \S+ \.\.\.)/;
+
+/** A failing test's line and what follows it, up to the next test (at most 15 lines), so another test's failure is never quoted. */
+function ownLines(lines: string[], from: number): string {
+  const end = lines.findIndex((l, j) => j > from && NEXT_TEST.test(l));
+  return lines.slice(from, Math.min(end === -1 ? lines.length : end, from + 15)).join("\n");
+}
+
 /** A test runner's text output, read line by line in the formats above; keys are test names. */
 export function parseTestText(text: string): Findings {
   const f = empty();
@@ -104,7 +112,7 @@ export function parseTestText(text: string): Findings {
       const name = m[1]!.replace(DURATION, "").trim();
       if (!name || /^(failing tests|tests? \d+|\d+ (tests?|passed|failed))/i.test(name)) break;
       if (passed) f.passed.add(name);
-      else if (!f.failed.has(name)) f.failed.set(name, clip(lines.slice(i, i + 12).join("\n")));
+      else if (!f.failed.has(name)) f.failed.set(name, clip(ownLines(lines, i)));
       break;
     }
   });
