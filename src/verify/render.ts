@@ -1,3 +1,4 @@
+import { WHOLE_CHECK } from "./compare.js";
 import type { CheckSpec } from "./detect.js";
 import type { CheckResult, Verification } from "./schema.js";
 
@@ -20,10 +21,23 @@ function checkLine(c: CheckResult): string {
   ].join("\n");
 }
 
-/** The report's "Verification by the server" section. */
+/** A check as older reports stored it ({name, command, passed, details}) in today's shape. */
+const upgrade = (c: CheckResult & { passed?: boolean }): CheckResult => ({
+  ...c,
+  project: c.project ?? ".",
+  command: c.command ?? c.name,
+  result: c.result ?? (c.passed ? "passed" : "failed"),
+  duration_ms: c.duration_ms ?? 0,
+  newly_failing: c.newly_failing ?? (c.passed === false ? [WHOLE_CHECK] : []),
+  newly_passing: c.newly_passing ?? [],
+  failed_before: c.failed_before ?? [],
+  details: c.details ?? "",
+});
+
+/** The report's "Verification by the server" section (reports written before per-check comparison lack the lists). */
 export function renderChecks(v: Verification | null): string {
   if (!v) return "- not run";
-  const lines = v.checks.map(checkLine);
+  const lines = v.checks.map((c) => checkLine(upgrade(c)));
   if (v.note) lines.push(`- note: ${v.note}`);
   return lines.join("\n") || "- nothing was checked";
 }
