@@ -13,7 +13,7 @@ afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!().catch(() => undefined);
 });
 
-async function runTask(files: Record<string, string>, steps: Step[], options: { env?: Record<string, string>; setup?: (ws: string) => Promise<void> } = {}) {
+async function runTask(files: Record<string, string>, steps: Step[], options: { env?: Record<string, string>; args?: string[]; setup?: (ws: string) => Promise<void> } = {}) {
   const ws = await tempDir("bdm-verify-");
   for (const [name, content] of Object.entries(files)) {
     await fs.mkdir(path.dirname(path.join(ws, name)), { recursive: true });
@@ -22,7 +22,7 @@ async function runTask(files: Record<string, string>, steps: Step[], options: { 
   await options.setup?.(ws);
   const model = new ScriptedModel(steps);
   const url = await model.start();
-  const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url, ...options.env } });
+  const conn = await connect(["--workspace", ws, ...(options.args ?? [])], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url, ...options.env } });
   cleanup.push(() => model.stop(), () => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
   const result = await conn.call("Task", { description: "verify test", prompt: "Do the task." });
   return { model, ws, report: result.structuredContent as unknown as TaskReport, text: text(result) };
@@ -121,6 +121,19 @@ describe("what gets checked", () => {
     ]);
     expect(report.status).toBe("completed");
     expect(report.verification!.checks.map((c) => [c.name, c.command, c.result])).toEqual([["smoke", "test -f ready.txt", "passed"]]);
+  });
+
+  test("--test-command replaces the root project's test check and keeps the others", async () => {
+    const pkg = { name: "p", scripts: { test: "exit 1", lint: "node -e 0" } };
+    const { report, model } = await runTask({ "package.json": JSON.stringify(pkg) }, [reply(use("Write", { file_path: "ok.txt", content: "ok\n" })), ...done()], {
+      args: ["--test-command", "test -f ok.txt"],
+    });
+    expect(report.status).toBe("completed");
+    expect(report.verification!.checks.map((c) => [c.name, c.command, c.result])).toEqual([
+      ["lint", "npm run lint", "passed"],
+      ["test", "test -f ok.txt", "passed"],
+    ]);
+    expect(model.requests[0]!.system![0]!.text).toContain("`test -f ok.txt`");
   });
 
   test("an invalid checks file makes the run unverified, saying what is wrong", async () => {
