@@ -4,7 +4,7 @@ import type { ChildRun, Spent } from "./delegation.js";
 import { compactConversation, contextBudget, estimateTokens, fitConversation, markOf, type ContextMark } from "./context.js";
 import { addUsage, costUsd, emptyUsage, modelLimits, modelOptions, type Block, type Message, type ModelBackend, type ModelReply, type ToolSpec, type Usage } from "./model.js";
 import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "./tool.js";
-import type { Verification } from "./verify.js";
+import { failureReport, type Verification } from "./verify/index.js";
 import type { AgentStatus } from "./records.js";
 
 export type { AgentStatus } from "./records.js";
@@ -75,11 +75,6 @@ function describeCall(name: string, input: unknown): string {
   const a = (input ?? {}) as Record<string, unknown>;
   const detail = a.file_path ?? a.command ?? a.pattern ?? a.question ?? "";
   return `${name} ${String(detail).split("\n")[0]!.slice(0, 80)}`.trim();
-}
-
-function failureReport(v: Verification): string {
-  const failed = v.checks.filter((c) => !c.passed).map((c) => `### ${c.name}${c.command ? ` (\`${c.command}\`)` : ""}\n${c.details}`);
-  return `The server ran its own checks after your summary, and they failed:\n\n${failed.join("\n\n")}\n\nFix the cause (not the checks), run them again with Run, then give your final summary.`;
 }
 
 /** Tokens the run has processed afresh; cache reads are left out (max_budget_usd bounds their cost). */
@@ -255,7 +250,12 @@ export async function runAgent(o: AgentOptions): Promise<AgentOutcome> {
         continue;
       }
       out.summary = textOf(reply.content);
-      if ((await checkWork()).passed) break;
+      // Verification decides the outcome: nothing broken ends the run (completed, or unverified when nothing could be checked).
+      const verdict = await checkWork();
+      if (verdict.outcome !== "failed") {
+        if (verdict.outcome === "unverified") out.status = "unverified";
+        break;
+      }
       if (out.fixRounds >= o.fixRounds) {
         out.status = "verification_failed";
         break;

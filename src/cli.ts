@@ -39,6 +39,7 @@ async function main(): Promise<void> {
     maxRuns: o["max-tasks"],
     taskWaitSeconds: o["task-wait"],
     maxBudgetUsd: o["max-budget-usd"],
+    checksTmpdir: sandbox.tmpdir,
   };
   const tools = [...agentTools, ...createTaskTools(taskConfig)];
   const { server } = createServer({ workspace, tools, notes: sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [] });

@@ -111,7 +111,7 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
         budget,
         spent: { usage: emptyUsage(), modelCalls: 0, turns: 0 },
         fixRounds: 0,
-        verify: async () => ({ passed: true, checks: [], note: "Checked by the parent run's final verification." }),
+        verify: async () => ({ outcome: "passed", passed: true, checks: [], note: "Checked by the parent run's final verification.", duration_ms: 0 }),
         record,
         saveMessages: async () => undefined,
         onTurn: () => undefined,

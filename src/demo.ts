@@ -10,6 +10,8 @@ import { packageRoot } from "./paths.js";
 import { reply, say, ScriptedModel, use, type Step } from "./scripted-model.js";
 
 export const DEMO_TASK = "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
+export const PYTHON_DEMO_TASK = "Add a validated, paginated list_users(page, limit) to a dependency-free Python service, with pytest tests.";
+export type DemoStack = "node" | "python";
 
 const USERS_JS = `import http from "node:http";
 
@@ -85,18 +87,79 @@ export function demoSteps(): Step[] {
   ];
 }
 
-/** A fresh workspace: a minimal ESM package whose test script is node --test. */
-export async function demoWorkspace(): Promise<string> {
+const PYPROJECT = `[project]
+name = "demo-service"
+version = "1.0.0"
+requires-python = ">=3.9"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+`;
+
+const USERS_PY = `"""Users, listed a page at a time."""
+
+USERS = [{"id": i, "name": f"user-{i}"} for i in range(1, 46)]
+
+
+class InvalidPaging(ValueError):
+    """A page or limit that is not a positive integer (limit at most 100)."""
+
+
+def list_users(page=1, limit=20):
+    if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+        raise InvalidPaging("page must be a positive integer")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
+        raise InvalidPaging("limit must be an integer from 1 to 100")
+    start = (page - 1) * limit
+    return {"data": USERS[start : start + limit], "meta": {"page": page, "limit": limit, "total": len(USERS)}}
+`;
+
+const TEST_USERS_PY = `import pytest
+
+from users import InvalidPaging, list_users
+
+
+def test_pages_through_the_list():
+    body = list_users(page=3, limit=20)
+    assert len(body["data"]) == 5
+    assert body["meta"] == {"page": 3, "limit": 20, "total": 45}
+
+
+@pytest.mark.parametrize("page, limit", [(0, 20), (1, 0), (1, 500), ("2", 20), (True, 20)])
+def test_rejects_bad_paging(page, limit):
+    with pytest.raises(InvalidPaging):
+        list_users(page=page, limit=limit)
+`;
+
+/** The Python replay: the same shape of work, checked by the server with pytest. */
+export function pythonDemoSteps(): Step[] {
+  return [
+    reply(say("I'll look at the project first."), use("Glob", { pattern: "**/*" })),
+    reply(use("Read", { file_path: "pyproject.toml" })),
+    reply(say("A plain Python project with pytest configured. I'll add the module and its tests."), use("Write", { file_path: "users.py", content: USERS_PY }), use("Write", { file_path: "tests/test_users.py", content: TEST_USERS_PY })),
+    reply(use("Run", { command: "python3 -m pytest -q 2>&1 | tail -n 15", description: "Run the test suite" })),
+    reply(say("Added `list_users(page, limit)` in `users.py`: strict validation (`InvalidPaging` on anything but positive integers, limit at most 100) and `meta` with the total. `tests/test_users.py` covers paging and bad input; `python3 -m pytest` passes (6 tests).")),
+  ];
+}
+
+/** A fresh workspace: a minimal ESM package whose test script is node --test, or a pyproject with pytest configured. */
+export async function demoWorkspace(stack: DemoStack = "node"): Promise<string> {
   const dir = await fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), "backend-agent-demo-")));
+  if (stack === "python") {
+    await fs.writeFile(path.join(dir, "pyproject.toml"), PYPROJECT);
+    await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free Python service.\n");
+    return dir;
+  }
   await fs.writeFile(path.join(dir, "package.json"), `${JSON.stringify({ name: "demo-service", version: "1.0.0", type: "module", private: true, scripts: { test: "node --test" } }, null, 2)}\n`);
   await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free HTTP service.\n");
   return dir;
 }
 
-const DEMO_HELP = `Usage: npm run demo -- [--keep] [--live ["<task>"]]
+const DEMO_HELP = `Usage: npm run demo -- [--stack node|python] [--keep] [--live ["<task>"]]
 
 Runs one Task on a fresh temporary workspace and prints the server's report.
   (default)      REPLAY: a local stand-in for the Anthropic API replays a fixed conversation; no key needed
+  --stack STACK  node (default: a REST endpoint with node:test) or python (a pytest-tested module)
   --live [TASK]  Use the real Anthropic API (needs ANTHROPIC_API_KEY); TASK defaults to the demo's task
   --keep         Keep the temporary workspace afterwards (it is removed otherwise) and print where it is
   -h, --help     Show this help`;
@@ -104,20 +167,24 @@ Runs one Task on a fresh temporary workspace and prints the server's report.
 interface DemoArgs {
   live: boolean;
   keep: boolean;
-  task: string;
+  stack: DemoStack;
+  /** The live task; the stack's demo task when absent. */
+  task?: string;
 }
 
 /** The demo's own command line; throws with a usage message on anything it does not know. */
 export function parseDemoArgs(argv: string[]): DemoArgs | "help" {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { live: { type: "boolean" }, keep: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+    options: { live: { type: "boolean" }, keep: { type: "boolean" }, stack: { type: "string", default: "node" }, help: { type: "boolean", short: "h" } },
     allowPositionals: true,
     strict: true,
   });
   if (values.help) return "help";
   if (positionals.length && !values.live) throw new Error(`unexpected argument "${positionals[0]}" (a task is given with --live "<task>")`);
-  return { live: values.live ?? false, keep: values.keep ?? false, task: positionals.join(" ") || DEMO_TASK };
+  const stack = values.stack;
+  if (stack !== "node" && stack !== "python") throw new Error(`--stack takes node or python (got "${stack}")`);
+  return { live: values.live ?? false, keep: values.keep ?? false, stack, task: positionals.join(" ") || undefined };
 }
 
 /** TAP and runner bookkeeping (durations, plan lines, YAML markers) that says nothing to a person watching. */
@@ -138,10 +205,11 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (args === "help") return void console.log(DEMO_HELP);
-  const { live, keep, task } = args;
+  const { live, keep, stack } = args;
+  const task = args.task ?? (stack === "python" ? PYTHON_DEMO_TASK : DEMO_TASK);
   if (live && !process.env.ANTHROPIC_API_KEY) throw new Error("--live needs ANTHROPIC_API_KEY in the environment.");
-  const workspace = await demoWorkspace();
-  const model = live ? undefined : new ScriptedModel(demoSteps());
+  const workspace = await demoWorkspace(stack);
+  const model = live ? undefined : new ScriptedModel(stack === "python" ? pythonDemoSteps() : demoSteps());
   try {
     const env: Record<string, string> = { ...(process.env as Record<string, string>) };
     if (model) Object.assign(env, { ANTHROPIC_API_KEY: "replay", ANTHROPIC_BASE_URL: await model.start() });
@@ -150,7 +218,7 @@ async function main(): Promise<void> {
     const client = new Client({ name: "backend-developer-demo", version: "1.0.0" });
     await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace], env, stderr: "inherit" }));
     let shown = "";
-    const result = (await client.callTool({ name: "Task", arguments: { description: "Paginated users endpoint", prompt: task } }, undefined, {
+    const result = (await client.callTool({ name: "Task", arguments: { description: stack === "python" ? "Paginated users listing" : "Paginated users endpoint", prompt: task } }, undefined, {
       onprogress: (p) => {
         const line = meaningfulProgress(p.message ?? "");
         if (line && line !== shown) console.log(`  … ${(shown = line)}`);

@@ -255,16 +255,22 @@ export async function changes(repo: GitDir, from: string, to: string): Promise<F
     });
 }
 
+/** Writes the files of commit into dir through a private index; returns that index (in tmp) for the caller to keep or drop. */
+async function checkout(repo: GitDir, commit: string, dir: string, tmp: string): Promise<string> {
+  const env = { GIT_INDEX_FILE: path.join(tmp, "index") };
+  await git(repo, dir, ["read-tree", checkedId(commit)], { env });
+  await git(repo, dir, ["checkout-index", "--all", "--force"], { env });
+  return env.GIT_INDEX_FILE;
+}
+
 /** Writes the files of commit into dir (which must not exist yet); node_modules is linked from the workspace so tests can run. */
 export async function materialise(repo: GitDir, commit: string, dir: string, workspace: string): Promise<string> {
   await fs.mkdir(dir, { mode: 0o700 });
   const tmp = await privateTemp(repo);
   try {
-    const env = { GIT_INDEX_FILE: path.join(tmp, "index") };
-    await git(repo, dir, ["read-tree", checkedId(commit)], { env });
-    await git(repo, dir, ["checkout-index", "--all", "--force"], { env });
+    const index = await checkout(repo, commit, dir, tmp);
     // The worktree's snapshots start from this index: a nested repository (an empty folder here) stays as its commit.
-    await fs.rename(env.GIT_INDEX_FILE, indexCache(repo, await fs.realpath(dir)));
+    await fs.rename(index, indexCache(repo, await fs.realpath(dir)));
   } finally {
     await fs.rm(tmp, { recursive: true, force: true });
   }
@@ -272,6 +278,22 @@ export async function materialise(repo: GitDir, commit: string, dir: string, wor
   if (await fs.stat(modules).catch(() => undefined))
     await fs.symlink(modules, path.join(dir, "node_modules"), "dir").catch(() => undefined);
   return fs.realpath(dir);
+}
+
+/** Writes the files of commit into an existing empty folder, leaving no trace in the server's git directory. */
+export async function exportTree(repo: GitDir, commit: string, dir: string): Promise<void> {
+  const tmp = await privateTemp(repo);
+  try {
+    await checkout(repo, commit, dir, tmp);
+  } finally {
+    await fs.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** A file's text as it was in commit (rel: a workspace-relative path), or undefined when it did not exist. */
+export async function readBlob(repo: GitDir, commit: string, rel: string): Promise<string | undefined> {
+  if (rel.split("/").some((s) => s === ".." || s === "") || rel.includes("\0")) return undefined;
+  return git(repo, repo.home, ["cat-file", "blob", `${checkedId(commit)}:${rel}`]).catch(() => undefined);
 }
 
 /** One shell word: single-quoted, so nothing in it is expanded or split. */

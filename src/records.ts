@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { verificationSchema } from "./verify/schema.js";
 
 /**
  * The run data model, defined once. The same schemas give the TypeScript types, the Task tools' outputSchema,
@@ -12,6 +13,7 @@ export const RUN_STATUSES = [
   "running",
   "completed",
   "verification_failed",
+  "unverified",
   "refused",
   "max_turns",
   "budget_exhausted",
@@ -65,23 +67,6 @@ export const fileChangeSchema = z.object({
   deletions: z.number().int().nonnegative(),
 });
 export type FileChange = z.infer<typeof fileChangeSchema>;
-
-export const checkSchema = z.object({
-  name: z.string().describe("typescript | tests"),
-  command: z.string().optional(),
-  passed: z.boolean(),
-  /** Diagnostics or the tail of the failing output; empty when it passed. */
-  details: z.string(),
-});
-export type Check = z.infer<typeof checkSchema>;
-
-export const verificationSchema = z.object({
-  passed: z.boolean(),
-  checks: z.array(checkSchema),
-  /** Why nothing was checked, when nothing was. */
-  note: z.string().optional(),
-});
-export type Verification = z.infer<typeof verificationSchema>;
 
 export const isolationSchema = z.enum(["none", "worktree"]);
 const questionSchema = z.object({ question: z.string(), options: z.array(z.string()).optional() });

@@ -24,7 +24,7 @@ import {
   type UnreadableRun,
   type Usage,
 } from "./records.js";
-import { verify } from "./verify.js";
+import { checksBrief, verify } from "./verify/index.js";
 import { Semaphore } from "./semaphore.js";
 import {
   checkRunId,
@@ -47,6 +47,8 @@ export type { RunState, RunSummary, TaskReport } from "./records.js";
 export interface RunConfig {
   tools: Tool[];
   testCommand?: string;
+  /** The sandbox's private temp folder, where checks keep caches and reports. */
+  checksTmpdir?: string;
   maxTokens: number;
   timeoutMs: number;
   maxBudgetUsd?: number;
@@ -171,13 +173,19 @@ export class RunManager {
     const tools = toolsFor(agent, this.config.tools);
     return this.launch(store, state, ctx, {
       backend,
-      system: agent.systemPrompt,
+      system: await this.systemPrompt(agent, store.workspace),
       tools,
       web: webFor(agent),
       delegate: mayDelegate(agent),
       messages: [{ role: "user", content: req.prompt }],
       budgetUsd: req.max_budget_usd,
     });
+  }
+
+  /** The agent's definition, plus (for an agent that can Run) which checks the server will run here, so it runs them first. */
+  private async systemPrompt(agent: Agent, root: string): Promise<string> {
+    if (agent.tools && !agent.tools.includes("Run")) return agent.systemPrompt;
+    return `${agent.systemPrompt}\n\n${await checksBrief(root, this.config.testCommand)}`;
   }
 
   private async resume(req: TaskRequest, ctx: ToolContext): Promise<LiveRun> {
@@ -221,7 +229,7 @@ export class RunManager {
     const tools = toolsFor(agent, this.config.tools);
     return this.launch(store, state, ctx, {
       backend,
-      system: agent.systemPrompt,
+      system: await this.systemPrompt(agent, store.workspace),
       tools,
       web: webFor(agent),
       delegate: mayDelegate(agent),
@@ -383,13 +391,11 @@ export class RunManager {
           void this.persist(live);
         },
         verify: async () => {
-          if (!run) return { passed: true, checks: [], note: "Run is not available, so no checks could be run." };
-          return verify(
-            runCtx,
-            run,
-            (await changedNow()).filter((c) => c.status !== "deleted").map((c) => c.path),
-            this.config.testCommand,
-          );
+          if (!run)
+            return { outcome: "unverified", passed: true, checks: [], note: "Run is not available, so no checks could be run.", duration_ms: 0 };
+          const changed = (await changedNow()).map((c) => c.path);
+          const checkpoint = state.checkpoint ? { repo: store, commit: state.checkpoint } : undefined;
+          return verify({ ctx: runCtx, run, changed, checkpoint, testCommand: this.config.testCommand, tmpdir: this.config.checksTmpdir });
         },
       });
       await live.saved;

@@ -26,10 +26,17 @@ describe("npm run demo", () => {
   test("the replay completes, verified by the server, and removes its temporary workspace", async () => {
     const r = await demo([]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/\[completed\] Completed, and the server's checks passed\./);
-    expect(r.stdout).toContain("- tests (npm test): passed");
+    expect(r.stdout).toMatch(/\[completed\] Completed: the server's checks passed/);
+    expect(r.stdout).toMatch(/- test: passed \([\d.]+ s\): `npm test` in the workspace root/);
     expect(r.stdout).not.toMatch(/… .*duration_ms/);
     expect(existsSync(workspaceOf(r.stdout)!)).toBe(false);
+  });
+
+  test("--stack python: the replay is verified with pytest", async () => {
+    const r = await demo(["--stack", "python"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[completed\] Completed: the server's checks passed/);
+    expect(r.stdout).toMatch(/- pytest: passed/);
   });
 
   test("--keep keeps the workspace and says where it is", async () => {

@@ -44,7 +44,8 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     expect(rep.turns).toBe(5);
     expect(rep.files_changed.map((f) => f.path).sort()).toEqual(["src/users.js", "test/users.test.js"]);
     expect(rep.files_changed.every((f) => f.status === "added" && f.insertions > 0)).toBe(true);
-    expect(rep.verification?.checks).toEqual([{ name: "tests", command: "npm test", passed: true, details: "" }]);
+    expect(rep.verification?.checks.map((c) => [c.name, c.command, c.project, c.result])).toEqual([["test", "npm test", ".", "passed"]]);
+    expect(rep.verification?.outcome).toBe("passed");
     expect(rep.usage.input_tokens).toBeGreaterThan(0);
     expect(rep.usage.cache_read_input_tokens).toBeGreaterThan(0);
     expect(messages.some((m) => m.startsWith("turn "))).toBe(true);
@@ -88,9 +89,9 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     expect(rep.status).toBe("verification_failed");
     expect(rep.fix_rounds).toBe(2);
     expect(rep.summary).toBe("Definitely fixed.");
-    const tests = rep.verification!.checks.find((c) => c.name === "tests")!;
-    expect(tests.passed).toBe(false);
-    expect(tests.details).toMatch(/exit code 1/);
+    const tests = rep.verification!.checks.find((c) => c.name === "test")!;
+    expect(tests.result).toBe("failed");
+    expect(tests.newly_failing).toContain("adds");
     expect(tests.details).toContain("adds");
     const fixRequest = lastUserBlocks(model.requests[2]!);
     expect(fixRequest[0]!.text).toContain("The server ran its own checks");
@@ -109,15 +110,15 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     expect(rep.fix_rounds).toBe(1);
   });
 
-  test("TypeScript errors in changed files fail verification (ts-morph)", async () => {
+  test("TypeScript errors in changed files fail verification (ts-morph over the tsconfig program)", async () => {
     const ws = await tempDir();
     await fs.writeFile(path.join(ws, "tsconfig.json"), JSON.stringify({ compilerOptions: { strict: true, noEmit: true, target: "ES2022", module: "NodeNext" }, include: ["src"] }));
     const { conn } = await withModel([reply(use("Write", { file_path: "src/a.ts", content: "export const n: number = 'text';\n" })), reply(say("Done.")), reply(say("Done.")), reply(say("Done."))], ws);
     const rep = report(await task(conn));
     expect(rep.status).toBe("verification_failed");
-    const ts = rep.verification!.checks.find((c) => c.name === "typescript")!;
-    expect(ts.passed).toBe(false);
-    expect(ts.details).toMatch(/src\/a\.ts:1: error TS2322/);
+    const ts = rep.verification!.checks.find((c) => c.name === "tsc")!;
+    expect(ts.result).toBe("failed");
+    expect(ts.newly_failing).toEqual([expect.stringMatching(/^src\/a\.ts: error TS2322/)]);
   });
 
   test("529 overloaded, then success: the SDK retries and the task completes", async () => {

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { runIdSchema, runListSchema, runViewSchema, type RunState, type TaskReport } from "../records.js";
 import { RunManager, type RunConfig } from "../runs.js";
 import { defineTool, type Tool, type ToolOutput } from "../tool.js";
+import { renderChecks } from "../verify/index.js";
 
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */
@@ -13,8 +14,9 @@ const OUTPUT_WAIT_DEFAULT = 30;
 const OUTPUT_WAIT_MAX = 45;
 
 const STATUS_LINE: Record<string, string> = {
-  completed: "Completed, and the server's checks passed.",
-  verification_failed: "Finished, but the server's checks FAILED after the fix rounds.",
+  completed: "Completed: the server's checks passed, or failed only as they did before the run.",
+  verification_failed: "Finished, but the server's checks found failures this run introduced, still there after the fix rounds.",
+  unverified: "Finished, but UNVERIFIED: the server could not run any check on this work (see why below).",
   refused: "NOT completed: the model refused to go on with the task (its words are in the summary).",
   max_turns: "Stopped at the turn limit before the agent finished.",
   budget_exhausted: "Stopped: the token, cost or time budget ran out.",
@@ -33,14 +35,7 @@ export function renderReport(r: TaskReport): string {
   const files = r.files_changed.length
     ? r.files_changed.map((f) => `- ${f.path} (${f.status}, +${f.insertions} -${f.deletions})`).join("\n")
     : "- none";
-  const checks = r.verification
-    ? r.verification.checks
-        .map(
-          (c) =>
-            `- ${c.name}${c.command ? ` (${c.command})` : ""}: ${c.passed ? "passed" : `FAILED\n${c.details.replace(/^/gm, "    ")}`}`,
-        )
-        .join("\n") || `- ${r.verification.note}`
-    : "- not run";
+  const checks = renderChecks(r.verification);
   const u = r.usage;
   return [
     `Task ${r.run_id} [${r.status}] ${STATUS_LINE[r.status] ?? ""}${r.error ? `\nError: ${r.error}` : ""}`,
