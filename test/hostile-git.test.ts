@@ -130,14 +130,14 @@ const report = (r: CallToolResult) => {
 async function runTasks(conn: Connection, ws: string): Promise<void> {
   const inPlace = report(await conn.call("Task", { description: "in place", prompt: "Write files." }));
   expect(inPlace.error ?? "").toBe("");
-  expect(inPlace.status).toBe("completed");
+  expect(inPlace.status).toBe("unverified"); // no manifest: nothing to verify
   expect(inPlace.files_changed.map((f) => f.path).sort()).toEqual(["a.txt", "b.y", "dir/c.txt"]);
   bash(inPlace.revert_command, "/");
   expect(existsSync(path.join(ws, "a.txt"))).toBe(false);
   const isolated = report(
     await conn.call("Task", { description: "worktree", prompt: "Write files.", isolation: "worktree" }),
   );
-  expect(isolated.status).toBe("completed");
+  expect(isolated.status).toBe("unverified");
   expect(isolated.files_changed.map((f) => f.path).sort()).toEqual(["a.txt", "b.y", "dir/c.txt"]);
   expect(existsSync(path.join(ws, "a.txt"))).toBe(false);
   bash(isolated.merge_command!, "/");
@@ -248,7 +248,7 @@ describe("checkpoints follow a tree whose shape changes", () => {
       () => conn.close(),
     );
     const r = report(await conn.call("Task", { description: "reshape", prompt: "Reshape." }));
-    expect(r.status).toBe("completed");
+    expect(r.status).toBe("unverified");
     expect(r.files_changed.map((f) => [f.path, f.status])).toEqual([
       ["d", "added"],
       ["d/f", "deleted"],
