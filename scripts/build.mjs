@@ -6,7 +6,7 @@ import { build } from "esbuild";
 await rm("dist", { recursive: true, force: true });
 
 await build({
-  entryPoints: ["src/cli.ts", "src/demo.ts"],
+  entryPoints: { cli: "src/cli.ts", demo: "src/testing/demo.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,

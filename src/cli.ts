@@ -1,13 +1,13 @@
 #!/usr/bin/env node
-import { setModelOptions } from "./model.js";
+import { setModelOptions } from "./task/model.js";
 import { pkg } from "./paths.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
-import { createSandbox } from "./sandbox.js";
-import { createServer, fileTools, log } from "./server.js";
-import { StdioTransport } from "./stdio.js";
+import { createSandbox } from "./sandbox/sandbox.js";
+import { createServer, fileTools, log } from "./server/server.js";
+import { StdioTransport } from "./server/stdio.js";
 import { createRunTool } from "./tools/run.js";
 import { createTaskTools } from "./tools/task.js";
-import { Workspace } from "./workspace.js";
+import { Workspace } from "./files/workspace.js";
 
 function fail(message: string): never {
   process.stderr.write(`${pkg.name}: ${message}\n`);
@@ -15,7 +15,7 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  if (process.argv[2] === "init") return void (process.exitCode = await (await import("./init.js")).init(process.argv.slice(3)));
+  if (process.argv[2] === "init") return void (process.exitCode = await (await import("./hosts/init.js")).init(process.argv.slice(3)));
   let o: ServerArgs;
   try {
     o = parseServerArgs(process.argv.slice(2));

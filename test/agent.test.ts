@@ -1,8 +1,8 @@
 import { describe, expect, test } from "vitest";
-import { compactConversation, continueConversation } from "../src/agent.js";
-import { estimateTokens, fitConversation, markOf } from "../src/context.js";
-import { remainingBudget } from "../src/delegation.js";
-import { emptyUsage, type Message, type ModelBackend } from "../src/model.js";
+import { compactConversation, continueConversation } from "../src/task/agent.js";
+import { estimateTokens, fitConversation, markOf } from "../src/task/context.js";
+import { remainingBudget } from "../src/task/delegation.js";
+import { emptyUsage, type Message, type ModelBackend } from "../src/task/model.js";
 
 const toolTurn = (i: number, size: number): Message[] => [
   { role: "assistant", content: [{ type: "tool_use", id: `t${i}`, name: "Read", input: { file_path: `f${i}.ts` } }] },

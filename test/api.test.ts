@@ -3,12 +3,12 @@ import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
-import { explainApiError, PromptTooLong } from "../src/api-errors.js";
-import { SUMMARY_HEADING } from "../src/context.js";
-import { demoWorkspace } from "../src/demo.js";
-import { costUsd, customHeaders, emptyUsage, MODEL_ALIASES, modelLimits, providerModelId, thinkingParams } from "../src/model.js";
-import type { TaskReport } from "../src/runs.js";
-import { apiError, reply, say, ScriptedModel, think, use, type Block, type MessagesRequest, type Step } from "../src/scripted-model.js";
+import { explainApiError, PromptTooLong } from "../src/task/api-errors.js";
+import { SUMMARY_HEADING } from "../src/task/context.js";
+import { demoWorkspace } from "../src/testing/demo.js";
+import { costUsd, customHeaders, emptyUsage, MODEL_ALIASES, modelLimits, providerModelId, thinkingParams } from "../src/task/model.js";
+import type { TaskReport } from "../src/task/runs.js";
+import { apiError, reply, say, ScriptedModel, think, use, type Block, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
 import { connect, text, type Connection } from "./helpers.js";
 
 /** The agent loop against everything the Messages API answers: the scripted API over real HTTP, streamed (SSE). */

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, expect, test } from "vitest";
-import { reply, ScriptedModel, type Step, use } from "../src/scripted-model.js";
+import { reply, ScriptedModel, type Step, use } from "../src/testing/scripted-model.js";
 import { connect, type Connection, ok, tempDir, waitUntil } from "./helpers.js";
 
 /**

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { HOSTS } from "../src/init.js";
+import { HOSTS } from "../src/hosts/init.js";
 import { CLI, tempDir } from "./helpers.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");

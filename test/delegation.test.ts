@@ -2,9 +2,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
-import { demoWorkspace } from "../src/demo.js";
-import type { TaskReport } from "../src/runs.js";
-import { reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
+import { demoWorkspace } from "../src/testing/demo.js";
+import type { TaskReport } from "../src/task/runs.js";
+import { reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
 import { connect, text } from "./helpers.js";
 
 /** The sub-agent hands part of its work to a partner agent with its own Task tool (depth 1, shared budgets). */

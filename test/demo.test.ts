@@ -5,7 +5,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
-import { meaningfulProgress } from "../src/demo.js";
+import { meaningfulProgress } from "../src/testing/demo.js";
 
 const DEMO = path.resolve(import.meta.dirname, "..", "dist", "demo.js");
 const exec = promisify(execFile);

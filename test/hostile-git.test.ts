@@ -4,8 +4,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
-import type { TaskReport } from "../src/records.js";
-import { reply, say, ScriptedModel, use } from "../src/scripted-model.js";
+import type { TaskReport } from "../src/task/records.js";
+import { reply, say, ScriptedModel, use } from "../src/testing/scripted-model.js";
 import { connect, ok, tempDir, text, type Connection } from "./helpers.js";
 
 /**

@@ -4,9 +4,9 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
-import { runStateSchema, taskReportSchema, type RunState, type TaskReport } from "../src/records.js";
-import { reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
-import { stateDirFor } from "../src/store.js";
+import { runStateSchema, taskReportSchema, type RunState, type TaskReport } from "../src/task/records.js";
+import { reply, say, ScriptedModel, use, type Step } from "../src/testing/scripted-model.js";
+import { stateDirFor } from "../src/task/store.js";
 import { connect, fail, ok, tempDir, text, type Connection } from "./helpers.js";
 
 const STATE_HOME = await tempDir("bdm-state-");

@@ -5,10 +5,10 @@ import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
-import { demoSteps, demoWorkspace } from "../src/demo.js";
-import { overloaded, reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
-import type { TaskReport } from "../src/records.js";
-import { stateDirFor } from "../src/store.js";
+import { demoSteps, demoWorkspace } from "../src/testing/demo.js";
+import { overloaded, reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
+import type { TaskReport } from "../src/task/records.js";
+import { stateDirFor } from "../src/task/store.js";
 import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
 
 /** Every server of this file keeps its state (checkpoints, run records) here, not in the user's ~/.local/state. */

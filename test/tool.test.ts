@@ -1,5 +1,5 @@
 import { describe, expect, test } from "vitest";
-import { capText, fitStructured, MAX_RESULT_CHARS } from "../src/tool.js";
+import { capText, fitStructured, MAX_RESULT_CHARS } from "../src/server/tool.js";
 
 describe("the result size rule", () => {
   test("capText keeps head and tail and says how much was left out", () => {

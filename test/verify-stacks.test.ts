@@ -4,8 +4,8 @@ import os from "node:os";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
-import { reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/scripted-model.js";
-import type { TaskReport } from "../src/runs.js";
+import { reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
+import type { TaskReport } from "../src/task/runs.js";
 import { connect, tempDir, text } from "./helpers.js";
 
 /** Each stack with its real toolchain: a run that breaks a test, a correct run, and a failure that was already there. */

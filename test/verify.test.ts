@@ -2,10 +2,10 @@ import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { demoWorkspace, pythonDemoSteps } from "../src/demo.js";
-import { reply, say, ScriptedModel, use, type Step } from "../src/scripted-model.js";
-import type { TaskReport } from "../src/runs.js";
-import { parseDiagnostics, parseTestText, withoutPosition } from "../src/verify/parse.js";
+import { demoWorkspace, pythonDemoSteps } from "../src/testing/demo.js";
+import { reply, say, ScriptedModel, use, type Step } from "../src/testing/scripted-model.js";
+import type { TaskReport } from "../src/task/runs.js";
+import { parseDiagnostics, parseTestText, withoutPosition } from "../src/task/verify/parse.js";
 import { connect, tempDir, text } from "./helpers.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];

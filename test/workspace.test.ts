@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { checkPathString, decodeText, encodeText, isInside, looksBinary, matchLineEndings, ToolError, usesCRLF, Workspace } from "../src/workspace.js";
+import { checkPathString, decodeText, encodeText, isInside, looksBinary, matchLineEndings, ToolError, usesCRLF, Workspace } from "../src/files/workspace.js";
 import { tempDir } from "./helpers.js";
 
 describe("isInside", () => {

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { NeedsInput } from "../agent.js";
-import { defineTool } from "../tool.js";
+import { NeedsInput } from "../task/agent.js";
+import { defineTool } from "../server/tool.js";
 
 /** Only inside Task: the sub-agent asks the user through MCP elicitation, or the run ends with needs_input. */
 export default defineTool({

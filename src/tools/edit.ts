@@ -1,7 +1,7 @@
 import { distance } from "fastest-levenshtein";
 import { z } from "zod";
-import { defineTool } from "../tool.js";
-import { decodeText, encodeText, looksBinary, matchLineEndings, ToolError, usesCRLF, type TextFile } from "../workspace.js";
+import { defineTool } from "../server/tool.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, ToolError, usesCRLF, type TextFile } from "../files/workspace.js";
 import { numberLine, splitLines } from "./read.js";
 
 const CONTEXT_LINES = 3;

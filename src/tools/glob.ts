@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { defineTool } from "../tool.js";
+import { defineTool } from "../server/tool.js";
 import { fitEntries, plural, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "./grep.js";
 
 const DEFAULT_LIMIT = 1000;

@@ -2,8 +2,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
 import { z } from "zod";
-import { defineTool, MAX_RESULT_CHARS, type ToolContext } from "../tool.js";
-import { ToolError } from "../workspace.js";
+import { defineTool, MAX_RESULT_CHARS, type ToolContext } from "../server/tool.js";
+import { ToolError } from "../files/workspace.js";
 
 /** Flags shared by Grep and Glob: hidden files included, .git excluded, .gitignore respected even outside a git repo. */
 export const RG_BASE = ["--no-config", "--hidden", "--glob", "!.git", "--no-require-git", "--no-messages"];

@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import { z } from "zod";
-import { defineTool, MAX_RESULT_CHARS } from "../tool.js";
-import { decodeText, errno, looksBinary, ToolError } from "../workspace.js";
+import { defineTool, MAX_RESULT_CHARS } from "../server/tool.js";
+import { decodeText, errno, looksBinary, ToolError } from "../files/workspace.js";
 
 const DEFAULT_LIMIT = 2000;
 const MAX_LINE = 2000;

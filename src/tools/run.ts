@@ -3,10 +3,10 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
-import { limitProcesses, readProcFiles, type Sandbox } from "../sandbox.js";
-import { Semaphore } from "../semaphore.js";
-import { defineTool, type Tool } from "../tool.js";
-import { ToolError } from "../workspace.js";
+import { limitProcesses, readProcFiles, type Sandbox } from "../sandbox/sandbox.js";
+import { Semaphore } from "../util/semaphore.js";
+import { defineTool, type Tool } from "../server/tool.js";
+import { ToolError } from "../files/workspace.js";
 
 const MAX_OUTPUT_CHARS = 30_000;
 const KEEP_BYTES = 64 * 1024;

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { defineTool } from "../tool.js";
-import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF } from "../workspace.js";
+import { defineTool } from "../server/tool.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF } from "../files/workspace.js";
 
 export default defineTool({
   name: "Write",

@@ -8,9 +8,9 @@ import os from "node:os";
 import path from "node:path";
 import { isDeepStrictEqual, parseArgs } from "node:util";
 import { getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser/lib/esm/main.js";
-import { parseServerArgs } from "./options.js";
-import { packageRoot, pkg } from "./paths.js";
-import { writeFileAtomic } from "./workspace.js";
+import { parseServerArgs } from "../options.js";
+import { packageRoot, pkg } from "../paths.js";
+import { writeFileAtomic } from "../files/workspace.js";
 
 export const HOSTS = ["claude-code", "claude-desktop", "vscode", "cursor"] as const;
 export type Host = (typeof HOSTS)[number];

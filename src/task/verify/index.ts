@@ -1,6 +1,6 @@
 import os from "node:os";
 import type { GitDir } from "../git.js";
-import type { Tool, ToolContext } from "../tool.js";
+import type { Tool, ToolContext } from "../../server/tool.js";
 import { baselineResults, checkpointReader, groupByProject } from "./baseline.js";
 import { compareCheck } from "./compare.js";
 import { allProjects, planChecks, touchedProjects, type CheckSpec } from "./detect.js";

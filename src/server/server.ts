@@ -2,15 +2,15 @@ import { fileURLToPath } from "node:url";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type LoggingLevel, type ServerNotification } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { pkg } from "./paths.js";
+import { pkg } from "../paths.js";
 import { instructions, loadCommands, render, roleText } from "./prompts.js";
 import { callTool, errorResult, jsonSchemas, type Tool, type ToolContext } from "./tool.js";
-import edit from "./tools/edit.js";
-import glob from "./tools/glob.js";
-import grep from "./tools/grep.js";
-import read from "./tools/read.js";
-import write from "./tools/write.js";
-import { Workspace } from "./workspace.js";
+import edit from "../tools/edit.js";
+import glob from "../tools/glob.js";
+import grep from "../tools/grep.js";
+import read from "../tools/read.js";
+import write from "../tools/write.js";
+import { Workspace } from "../files/workspace.js";
 
 export const fileTools: Tool[] = [read, write, edit, grep, glob];
 

@@ -3,7 +3,7 @@ import { ApiFailure, PromptTooLong } from "./api-errors.js";
 import type { ChildRun, Spent } from "./delegation.js";
 import { compactConversation, contextBudget, estimateTokens, fitConversation, markOf, type ContextMark } from "./context.js";
 import { addUsage, costUsd, emptyUsage, modelLimits, modelOptions, type Block, type Message, type ModelBackend, type ModelReply, type ToolSpec, type Usage } from "./model.js";
-import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "./tool.js";
+import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "../server/tool.js";
 import { failureReport, type Verification } from "./verify/index.js";
 import type { AgentStatus } from "./records.js";
 

@@ -12,9 +12,9 @@ import {
   snapshot,
 } from "./git.js";
 import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message } from "./model.js";
-import { loadAgents, type Agent } from "./prompts.js";
-import type { Tool, ToolContext } from "./tool.js";
-import ask from "./tools/ask.js";
+import { loadAgents, type Agent } from "../server/prompts.js";
+import type { Tool, ToolContext } from "../server/tool.js";
+import ask from "../tools/ask.js";
 import {
   isEnded,
   type FileChange,
@@ -25,7 +25,7 @@ import {
   type Usage,
 } from "./records.js";
 import { checksBrief, verify } from "./verify/index.js";
-import { Semaphore } from "./semaphore.js";
+import { Semaphore } from "../util/semaphore.js";
 import {
   checkRunId,
   openStore,
@@ -38,7 +38,7 @@ import {
   writeRecord,
   type Store,
 } from "./store.js";
-import { ToolError, Workspace } from "./workspace.js";
+import { ToolError, Workspace } from "../files/workspace.js";
 
 /** Durable Task runs: each lives in the server's state folder, runs/<id>/ (state, conversation, transcript, report), so nothing is only in memory. */
 

@@ -16,7 +16,7 @@ import {
   type UnreadableRun,
   type WorkspaceRecord,
 } from "./records.js";
-import { isInside, ToolError, writeFileAtomic } from "./workspace.js";
+import { isInside, ToolError, writeFileAtomic } from "../files/workspace.js";
 
 /**
  * The server's state for one workspace, outside it: $XDG_STATE_HOME (default ~/.local/state)

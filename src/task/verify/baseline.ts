@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { exportTree, readBlob, type GitDir } from "../git.js";
-import { Workspace } from "../workspace.js";
+import { Workspace } from "../../files/workspace.js";
 import type { CheckSpec } from "./detect.js";
 import { runProjectChecks, tsMorphCheck, type ExecOptions, type RawResult } from "./exec.js";
 

@@ -2,8 +2,8 @@ import { readFileSync } from "node:fs";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { packageRoot } from "./paths.js";
-import { ToolError, type Workspace } from "./workspace.js";
+import { packageRoot } from "../paths.js";
+import { ToolError, type Workspace } from "../files/workspace.js";
 
 /** The one size rule: no tool result may be longer than this (Claude Code refuses results over ~25k tokens). */
 export const MAX_RESULT_CHARS = 80_000;

@@ -3,8 +3,8 @@ import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import stripAnsi from "strip-ansi";
-import { callTool, type Tool, type ToolContext } from "../tool.js";
-import type { RunResult } from "../tools/run.js";
+import { callTool, type Tool, type ToolContext } from "../../server/tool.js";
+import type { RunResult } from "../../tools/run.js";
 import { onPath, type CheckSpec } from "./detect.js";
 
 /** Runs checks through the Run tool (same sandbox, environment allowlist, timeout and kill as the agent's commands). */

@@ -1,4 +1,4 @@
-import { ToolError } from "./workspace.js";
+import { ToolError } from "../files/workspace.js";
 
 /** What the Messages API answered when it did not answer with a message, turned into text a person can act on. */
 

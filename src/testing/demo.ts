@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { packageRoot } from "./paths.js";
+import { packageRoot } from "../paths.js";
 import { reply, say, ScriptedModel, use, type Step } from "./scripted-model.js";
 
 export const DEMO_TASK = "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
