@@ -1,7 +1,9 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { checkPathString, decodeText, encodeText, isInside, looksBinary, matchLineEndings, ToolError, usesCRLF, Workspace } from "../src/files/workspace.js";
+import { checkPathString, isInside, Workspace } from "../src/files/workspace.js";
+import { ToolError } from "../src/server/errors.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF } from "../src/files/text.js";
 import { tempDir } from "./helpers.js";
 
 describe("isInside", () => {

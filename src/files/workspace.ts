@@ -2,10 +2,9 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, mkdirSync, openSync, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { ToolError } from "../server/errors.js";
 import { rgPath } from "@vscode/ripgrep";
 
-/** An expected failure whose message is shown to the model as-is. */
-export class ToolError extends Error {}
 
 const MAX_PATH = 4096;
 const MAX_SEGMENT = 255;
@@ -48,11 +47,6 @@ interface ReadStamp {
   size: number;
 }
 
-export interface TextFile {
-  text: string;
-  encoding: "utf8" | "utf16le";
-  bom: boolean;
-}
 
 export class Workspace {
   private readonly reads = new Map<string, ReadStamp>();
@@ -292,32 +286,4 @@ async function writeAtomicIn(child: (name: string) => string, name: string, data
 export async function writeFileAtomic(file: string, data: Buffer | string, existing?: Stats): Promise<Stats> {
   if (!existing) await fs.mkdir(path.dirname(file), { recursive: true });
   return writeAtomicIn((name) => path.join(path.dirname(file), name), path.basename(file), data, existing);
-}
-
-export function decodeText(buf: Buffer): TextFile {
-  if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) return { text: buf.subarray(3).toString("utf8"), encoding: "utf8", bom: true };
-  if (buf[0] === 0xff && buf[1] === 0xfe) return { text: buf.subarray(2).toString("utf16le"), encoding: "utf16le", bom: true };
-  return { text: buf.toString("utf8"), encoding: "utf8", bom: false };
-}
-
-export function encodeText(file: TextFile): Buffer {
-  const body = Buffer.from(file.text, file.encoding);
-  if (!file.bom) return body;
-  return Buffer.concat([file.encoding === "utf8" ? Buffer.from([0xef, 0xbb, 0xbf]) : Buffer.from([0xff, 0xfe]), body]);
-}
-
-/** True when the bytes look binary: a NUL byte early on, unless it is UTF-16 with a BOM. */
-export function looksBinary(buf: Buffer): boolean {
-  if (buf[0] === 0xff && buf[1] === 0xfe) return false;
-  return buf.subarray(0, 8192).includes(0);
-}
-
-export function usesCRLF(text: string): boolean {
-  const crlf = text.split("\r\n").length - 1;
-  return crlf > 0 && crlf >= (text.split("\n").length - 1) / 2;
-}
-
-/** Converts lone LF to CRLF when the file uses CRLF and the model sent LF. */
-export function matchLineEndings(text: string, crlf: boolean): string {
-  return crlf ? text.replace(/\r?\n/g, "\r\n") : text;
 }

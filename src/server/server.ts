@@ -3,7 +3,8 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type LoggingLevel, type ServerNotification } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { pkg } from "../paths.js";
-import { instructions, loadCommands, render, roleText } from "./prompts.js";
+import { instructions, loadCommands, render, roleText } from "../prompts.js";
+import { elicitAnswer } from "./elicit.js";
 import { callTool, errorResult, jsonSchemas, type Tool, type ToolContext } from "./tool.js";
 import edit from "../tools/edit.js";
 import glob from "../tools/glob.js";
@@ -81,7 +82,13 @@ export function createServer(options: ServerOptions): { server: McpServer; works
     if (ws instanceof Error) return errorResult(`No workspace: ${ws.message}. Start the server with --workspace DIR, or give the client a folder root.`);
     const progress = progressReporter(extra._meta?.progressToken, extra.sendNotification);
     try {
-      const ctx: ToolContext = { ws, signal: extra.signal, progress: progress.report, server: server.server };
+      const ctx: ToolContext = {
+        ws,
+        signal: extra.signal,
+        progress: progress.report,
+        server: server.server,
+        ask: (question, options) => elicitAnswer(server.server, question, options),
+      };
       return await callTool(tool, request.params.arguments, ctx);
     } finally {
       progress.stop();

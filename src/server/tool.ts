@@ -3,13 +3,12 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { packageRoot } from "../paths.js";
-import { ToolError, type Workspace } from "../files/workspace.js";
+import { type Workspace } from "../files/workspace.js";
+import { Interrupt, ToolError } from "./errors.js";
 
 /** The one size rule: no tool result may be longer than this (Claude Code refuses results over ~25k tokens). */
 export const MAX_RESULT_CHARS = 80_000;
 
-/** Ends the sub-agent's run from inside a tool (never turned into a tool result). */
-export class Interrupt extends Error {}
 
 export interface ToolContext {
   ws: Workspace;

@@ -3,18 +3,13 @@ import { ApiFailure, PromptTooLong } from "./api-errors.js";
 import type { ChildRun, Spent } from "./delegation.js";
 import { compactConversation, contextBudget, estimateTokens, fitConversation, markOf, type ContextMark } from "./context.js";
 import { addUsage, costUsd, emptyUsage, modelLimits, modelOptions, type Block, type Message, type ModelBackend, type ModelReply, type ToolSpec, type Usage } from "./model.js";
-import { callTool, Interrupt, jsonSchemas, type CallResult, type Tool, type ToolContext } from "../server/tool.js";
+import { callTool, jsonSchemas, type CallResult, type Tool, type ToolContext } from "../server/tool.js";
+import { NeedsInput } from "../server/errors.js";
 import { failureReport, type Verification } from "./verify/index.js";
 import type { AgentStatus } from "./records.js";
 
 export type { AgentStatus } from "./records.js";
 
-/** Thrown by a tool to end the run and hand a question to the user (AskUserQuestion without elicitation). */
-export class NeedsInput extends Interrupt {
-  constructor(readonly question: { question: string; options?: string[] }) {
-    super(question.question);
-  }
-}
 
 export interface Budget {
   maxTurns: number;

@@ -1,4 +1,4 @@
-import { ToolError } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
 
 /** What the Messages API answered when it did not answer with a message, turned into text a person can act on. */
 

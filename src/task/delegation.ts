@@ -1,9 +1,9 @@
 import { z } from "zod";
 import { freshTokens, runAgent, type AgentStatus, type Budget } from "./agent.js";
 import { emptyUsage, type ModelBackend, type Usage } from "./model.js";
-import type { Agent } from "../server/prompts.js";
+import type { Agent } from "../prompts.js";
 import type { Tool, ToolContext } from "../server/tool.js";
-import { ToolError } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
 
 /**
  * Delegation: the sub-agent's own Task tool, which hands part of its work to a partner agent (one from prompts/agents/

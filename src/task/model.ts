@@ -3,7 +3,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { CreateMessageResultWithTools, SamplingMessage } from "@modelcontextprotocol/sdk/types.js";
 import { explainApiError, type ApiErrorLike } from "./api-errors.js";
 import prices from "./prices.json" with { type: "json" };
-import { ToolError } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
 import type { Usage } from "./records.js";
 
 export type Message = Anthropic.MessageParam;

@@ -12,9 +12,9 @@ import {
   snapshot,
 } from "./git.js";
 import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message } from "./model.js";
-import { loadAgents, type Agent } from "../server/prompts.js";
+import { loadAgents, type Agent } from "../prompts.js";
 import type { Tool, ToolContext } from "../server/tool.js";
-import ask from "../tools/ask.js";
+import ask from "./ask.js";
 import {
   isEnded,
   type FileChange,
@@ -38,7 +38,8 @@ import {
   writeRecord,
   type Store,
 } from "./store.js";
-import { ToolError, Workspace } from "../files/workspace.js";
+import { Workspace } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
 
 /** Durable Task runs: each lives in the server's state folder, runs/<id>/ (state, conversation, transcript, report), so nothing is only in memory. */
 
@@ -342,7 +343,7 @@ export class RunManager {
         signal: live.abort.signal,
         server: ctx.server,
         progress: (m) => this.note(live, m),
-        ask: (question, options) => this.ask(ctx, question, options),
+        ask: ctx.ask,
       };
       const run = this.config.tools.find((t) => t.name === "Run");
       const changedNow = async () =>
@@ -485,20 +486,6 @@ export class RunManager {
     await writeRecord(store, state.run_id, "report.json", report);
     await writeRecord(store, state.run_id, "state.json", { ...state, updated_at: new Date().toISOString() });
     return report;
-  }
-
-  private async ask(ctx: ToolContext, question: string, options?: string[]): Promise<string | undefined> {
-    if (!ctx.server?.getClientCapabilities()?.elicitation) return undefined;
-    const answer = options
-      ? { type: "string" as const, title: "Answer", enum: options }
-      : { type: "string" as const, title: "Answer" };
-    const res = await ctx.server.elicitInput({
-      message: question,
-      requestedSchema: { type: "object", properties: { answer }, required: ["answer"] },
-    });
-    if (res.action === "accept" && typeof res.content?.answer === "string")
-      return `The user answered: ${res.content.answer}`;
-    return `The user chose not to answer (${res.action}). Proceed with your best judgement and say what you assumed.`;
   }
 
   /** Waits up to ms for a live run to end, forwarding its progress; true when it ended. */

@@ -16,7 +16,8 @@ import {
   type UnreadableRun,
   type WorkspaceRecord,
 } from "./records.js";
-import { isInside, ToolError, writeFileAtomic } from "../files/workspace.js";
+import { isInside, writeFileAtomic } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
 
 /**
  * The server's state for one workspace, outside it: $XDG_STATE_HOME (default ~/.local/state)

@@ -1,8 +1,9 @@
 import { distance } from "fastest-levenshtein";
 import { z } from "zod";
 import { defineTool } from "../server/tool.js";
-import { decodeText, encodeText, looksBinary, matchLineEndings, ToolError, usesCRLF, type TextFile } from "../files/workspace.js";
-import { numberLine, splitLines } from "./read.js";
+import { ToolError } from "../server/errors.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF, type TextFile } from "../files/text.js";
+import { numberLine, splitLines } from "../files/text.js";
 
 const CONTEXT_LINES = 3;
 

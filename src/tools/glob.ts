@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../server/tool.js";
-import { fitEntries, plural, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "./grep.js";
+import { fitEntries, plural, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "../files/search.js";
 
 const DEFAULT_LIMIT = 1000;
 

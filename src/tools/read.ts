@@ -1,7 +1,9 @@
 import fs from "node:fs/promises";
 import { z } from "zod";
 import { defineTool, MAX_RESULT_CHARS } from "../server/tool.js";
-import { decodeText, errno, looksBinary, ToolError } from "../files/workspace.js";
+import { errno } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
+import { decodeText, looksBinary, numberLine, splitLines } from "../files/text.js";
 
 const DEFAULT_LIMIT = 2000;
 const MAX_LINE = 2000;
@@ -16,15 +18,6 @@ function imageType(buf: Buffer): string | undefined {
   if (ascii.startsWith("GIF87a") || ascii.startsWith("GIF89a")) return "image/gif";
   if (ascii.startsWith("RIFF") && ascii.slice(8, 12) === "WEBP") return "image/webp";
   return undefined;
-}
-
-export const numberLine = (n: number, line: string) => `${String(n).padStart(6)}\t${line}`;
-
-/** Lines of a text, without the empty one after a final newline. */
-export function splitLines(text: string): string[] {
-  const lines = text.split(/\r?\n/);
-  if (lines.length > 1 && lines.at(-1) === "") lines.pop();
-  return lines;
 }
 
 async function describeDirectory(abs: string, name: string): Promise<never> {

@@ -6,7 +6,7 @@ import { z } from "zod";
 import { limitProcesses, readProcFiles, type Sandbox } from "../sandbox/sandbox.js";
 import { Semaphore } from "../util/semaphore.js";
 import { defineTool, type Tool } from "../server/tool.js";
-import { ToolError } from "../files/workspace.js";
+import { ToolError } from "../server/errors.js";
 
 const MAX_OUTPUT_CHARS = 30_000;
 const KEEP_BYTES = 64 * 1024;

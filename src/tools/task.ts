@@ -1,8 +1,15 @@
 import { z } from "zod";
-import { runIdSchema, runListSchema, runViewSchema, type RunState, type TaskReport } from "../task/records.js";
-import { RunManager, type RunConfig } from "../task/runs.js";
+import {
+  renderChecks,
+  RunManager,
+  runIdSchema,
+  runListSchema,
+  runViewSchema,
+  type RunConfig,
+  type RunState,
+  type TaskReport,
+} from "../task/index.js";
 import { defineTool, type Tool, type ToolOutput } from "../server/tool.js";
-import { renderChecks } from "../task/verify/index.js";
 
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */

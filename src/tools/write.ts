@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defineTool } from "../server/tool.js";
-import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF } from "../files/workspace.js";
+import { decodeText, encodeText, looksBinary, matchLineEndings, usesCRLF } from "../files/text.js";
 
 export default defineTool({
   name: "Write",

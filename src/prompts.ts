@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
-import { packageRoot } from "../paths.js";
+import { packageRoot } from "./paths.js";
 
 export interface Doc<M> {
   meta: M;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { NeedsInput } from "../task/agent.js";
+import { NeedsInput } from "../server/errors.js";
 import { defineTool } from "../server/tool.js";
 
 /** Only inside Task: the sub-agent asks the user through MCP elicitation, or the run ends with needs_input. */
