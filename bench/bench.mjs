@@ -189,7 +189,7 @@ function spawnDrain(command, args, options = {}) {
 
 // ---------- results ----------
 const results = {};
-const ms = (v) => (v >= 100 ? v.toFixed(0) : v.toFixed(v >= 10 ? 1 : 2)) + " ms";
+const ms = (v) => `${v >= 100 ? v.toFixed(0) : v.toFixed(v >= 10 ? 1 : 2)} ms`;
 const mb = (v) => `${(v / 1048576).toFixed(0)} MB`;
 function row(measure, ours, vs, peer, fmt = ms) {
   results[`${measure} | ${vs}`] = { ours, vs, peer };
@@ -241,7 +241,11 @@ async function readEdit(all) {
       const abs = path.join(editDirs[k], file);
       let i = 0;
       const marker = () => `BENCH_MARKER = ${MARKERS[i % 2]}`;
-      edits.push(() => sessions[k].call(...sessions[k].peer.edit(abs, marker(), (i++, marker()))));
+      edits.push(() => {
+        const old = marker();
+        i++;
+        return sessions[k].call(...sessions[k].peer.edit(abs, old, marker()));
+      });
     }
     await interleaved(N.warm, edits);
     const times = await interleaved(N.edits, edits);

@@ -17,7 +17,7 @@ let ws: string;
 let outside: string;
 let c: Connection;
 
-const SWAP = String.raw`
+const SWAP = `
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
 libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]

@@ -208,7 +208,7 @@ export function mergeConfig(existing: string | undefined, host: Host, name: stri
     const rest = /^([ \t]*,)?[ \t]*(\/\/.*|\/\*.*\*\/[ \t]*)?$/.exec(text.slice(end, lineEnd));
     if (!rest) return { text: splice(end, 0, `,${eol}${base}${added}`), status: "added" };
     if (rest[1]) return { text: splice(lineEnd, 0, `${eol}${base}${added},`), status: "added" };
-    return { text: bom + text.slice(0, end) + "," + text.slice(end, lineEnd) + `${eol}${base}${added}` + text.slice(lineEnd), status: "added" };
+    return { text: `${bom + text.slice(0, end)},${text.slice(end, lineEnd)}${eol}${base}${added}${text.slice(lineEnd)}`, status: "added" };
   }
   // An empty object: write its one property inside the braces.
   const base = indentAt(parent.offset);
@@ -245,26 +245,28 @@ function parseCli(argv: string[]): (InitOptions & { config?: string; print: bool
   const dash = argv.indexOf("--");
   const own = dash === -1 ? argv : argv.slice(0, dash);
   const serverArgs = dash === -1 ? [] : argv.slice(dash + 1);
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: own,
-      options: {
-        client: { type: "string", default: "claude-code" },
-        workspace: { type: "string", short: "w" },
-        config: { type: "string" },
-        name: { type: "string", default: "backend-developer" },
-        launcher: { type: "string" },
-        env: { type: "string", multiple: true, default: [] },
-        print: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new InitError(`${(e as Error).message}\nRun \`${pkg.name} init --help\` for usage.`, 2);
-  }
+  const parse = () => {
+    try {
+      return parseArgs({
+        args: own,
+        options: {
+          client: { type: "string", default: "claude-code" },
+          workspace: { type: "string", short: "w" },
+          config: { type: "string" },
+          name: { type: "string", default: "backend-developer" },
+          launcher: { type: "string" },
+          env: { type: "string", multiple: true, default: [] },
+          print: { type: "boolean", default: false },
+          help: { type: "boolean", short: "h" },
+        },
+        strict: true,
+        allowPositionals: false,
+      });
+    } catch (e) {
+      throw new InitError(`${(e as Error).message}\nRun \`${pkg.name} init --help\` for usage.`, 2);
+    }
+  };
+  const { values } = parse();
   if (values.help) return "help";
   const host = values.client as Host;
   if (!HOSTS.includes(host)) throw new InitError(`--client must be one of ${HOSTS.join(", ")} (got "${values.client}")`, 2);

@@ -3,7 +3,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { packageRoot } from "../paths.js";
-import { type Workspace } from "../files/workspace.js";
+import type { Workspace } from "../files/workspace.js";
 import { Interrupt, ToolError } from "./errors.js";
 
 /** The one size rule: no tool result may be longer than this (Claude Code refuses results over ~25k tokens). */

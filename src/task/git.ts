@@ -81,7 +81,6 @@ export function findGit(workspace: string): GitDir["git"] {
       accessSync(file, constants.X_OK);
       return { file, path: dirs.join(path.delimiter) };
     } catch {
-      continue;
     }
   }
   throw new Error("git was not found on the PATH (outside the workspace); install git to use Task checkpoints.");

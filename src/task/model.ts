@@ -235,7 +235,14 @@ function toUsage(u: Anthropic.Usage): Usage {
 const failedMidStream = (e: ApiErrorLike) => e.status === undefined && /^(overloaded_error|api_error|rate_limit_error)$/.test(e.type ?? "");
 const backoff = (attempt: number, signal: AbortSignal) => new Promise<void>((resolve) => {
   const timer = setTimeout(resolve, Math.min(8_000, 500 * 2 ** attempt));
-  signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+  signal.addEventListener(
+    "abort",
+    () => {
+      clearTimeout(timer);
+      resolve();
+    },
+    { once: true },
+  );
 });
 
 const isApiError = (e: unknown): e is ApiErrorLike => e instanceof Error && ("status" in e || e.constructor.name.includes("Connection"));
