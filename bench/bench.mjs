@@ -11,7 +11,9 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { rgPath } from "@vscode/ripgrep";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const { values: opts } = parseArgs({ options: { quick: { type: "boolean", default: false }, json: { type: "string" } } });
+const { values: opts } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, json: { type: "string" } },
+});
 const QUICK = opts.quick;
 const TREE_VERSION = 1; // bump when the generator changes
 const SEED = 20240601;
@@ -32,7 +34,10 @@ function mulberry32(seed) {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-const WORDS = "user order cache request handle fetch parse build config session token item list map index query result error stream buffer node tree event queue worker client server route schema model store record batch retry limit".split(" ");
+const WORDS =
+  "user order cache request handle fetch parse build config session token item list map index query result error stream buffer node tree event queue worker client server route schema model store record batch retry limit".split(
+    " ",
+  );
 
 function generator(rand) {
   const int = (n) => Math.floor(rand() * n);
@@ -42,7 +47,8 @@ function generator(rand) {
   const snake = () => `${pick(WORDS)}_${pick(WORDS)}`;
   const type = () => cap(pick(WORDS)) + cap(pick(WORDS));
   const phrase = () => Array.from({ length: 3 + int(6) }, () => pick(WORDS)).join(" ");
-  const longLine = () => `const DATA_${int(1e6)} = [${Array.from({ length: 200 + int(600) }, () => (rand() < 0.5 ? int(1e5) : `"${camel()}"`)).join(", ")}];`;
+  const longLine = () =>
+    `const DATA_${int(1e6)} = [${Array.from({ length: 200 + int(600) }, () => (rand() < 0.5 ? int(1e5) : `"${camel()}"`)).join(", ")}];`;
   const lines = {
     ts: [
       () => `export async function ${camel()}(${camel()}: ${type()}, limit: number): Promise<${type()}> {`,
@@ -90,7 +96,10 @@ function generator(rand) {
 /** small.ts and big.ts, each with one BENCH_MARKER line in the middle for the Edit benchmark, into each of dirs (rewritten every run). */
 function writeEditFiles(dirs) {
   const g = generator(mulberry32(SEED + 1));
-  for (const [name, count] of [["small.ts", 200], ["big.ts", 20_000]]) {
+  for (const [name, count] of [
+    ["small.ts", 200],
+    ["big.ts", 20_000],
+  ]) {
     const lines = g.text("ts", { count, long: false });
     lines[count / 2] = `export const BENCH_MARKER = ${MARKERS[0]};`;
     for (const dir of dirs) {
@@ -107,7 +116,9 @@ function ensureTree() {
   if (fs.existsSync(stamp)) return { dir, ...JSON.parse(fs.readFileSync(stamp, "utf8")), cached: true };
   fs.rmSync(dir, { recursive: true, force: true });
   const g = generator(mulberry32(SEED));
-  const dirs = Array.from({ length: Math.ceil(SIZE.files / 20) }, (_, i) => path.join("packages", `pkg${i % 25}`, ...Array.from({ length: 1 + g.int(3) }, () => g.pick(WORDS))));
+  const dirs = Array.from({ length: Math.ceil(SIZE.files / 20) }, (_, i) =>
+    path.join("packages", `pkg${i % 25}`, ...Array.from({ length: 1 + g.int(3) }, () => g.pick(WORDS))),
+  );
   const rare = new Set([7, SIZE.files / 2 + 1, SIZE.files - 30]);
   const langs = ["ts", "ts", "js", "py", "go"];
   let bytes = 0;
@@ -158,7 +169,13 @@ const peakRss = (pid) => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/
 
 /** Starts a server; resolves once initialize and tools/list are answered, with both times. */
 async function connect(peer, extraArgs = []) {
-  const transport = new StdioClientTransport({ command: peer.command, args: [...peer.args, ...extraArgs], env: peer.env, cwd: tree.dir, stderr: "pipe" });
+  const transport = new StdioClientTransport({
+    command: peer.command,
+    args: [...peer.args, ...extraArgs],
+    env: peer.env,
+    cwd: tree.dir,
+    stderr: "pipe",
+  });
   let stderr = "";
   transport.stderr.on("data", (d) => (stderr = (stderr + d).slice(-4000)));
   const client = new Client({ name: "bench", version: "1.0.0" });
@@ -171,10 +188,19 @@ async function connect(peer, extraArgs = []) {
   const listMs = performance.now() - t0;
   const call = async (name, args, timeout = 60_000) => {
     const res = await client.callTool({ name, arguments: args }, undefined, { timeout });
-    if (res.isError) throw new Error(`${peer.name} ${name} ${JSON.stringify(args).slice(0, 200)} failed: ${res.content?.[0]?.text}`);
+    if (res.isError)
+      throw new Error(`${peer.name} ${name} ${JSON.stringify(args).slice(0, 200)} failed: ${res.content?.[0]?.text}`);
     return res;
   };
-  return { peer, pid: transport.pid, tools: tools.map((t) => t.name), initMs, listMs, call, close: () => client.close() };
+  return {
+    peer,
+    pid: transport.pid,
+    tools: tools.map((t) => t.name),
+    initMs,
+    listMs,
+    call,
+    close: () => client.close(),
+  };
 }
 
 function spawnDrain(command, args, options = {}) {
@@ -199,7 +225,8 @@ function row(measure, ours, vs, peer, fmt = ms) {
 
 // ---------- benchmarks ----------
 async function coldStarts(all) {
-  const init = all.map(() => []), list = all.map(() => []);
+  const init = all.map(() => []),
+    list = all.map(() => []);
   for (let i = 0; i < N.cold; i++) {
     for (const [k, peer] of all.entries()) {
       const s = await connect(peer);
@@ -222,21 +249,34 @@ async function readEdit(all) {
   // A peer that refuses a file (Claude Code reads at most 256 KB) is left out of that measurement, with its reason.
   const accepting = async (key, ks, probe) => {
     const ok = [];
-    for (const k of ks) await probe(k).then(() => ok.push(k), (e) => (out[k][key] = { refused: e.message.replace(/^.*? failed: /, "").slice(0, 80) }));
+    for (const k of ks)
+      await probe(k).then(
+        () => ok.push(k),
+        (e) => (out[k][key] = { refused: e.message.replace(/^.*? failed: /, "").slice(0, 80) }),
+      );
     return ok;
   };
   const everyone = sessions.map((_, k) => k);
   for (const file of ["small.ts", "big.ts"]) {
     const reads = sessions.map((s) => () => s.call(...s.peer.read(path.join(tree.dir, file))));
     const ks = await accepting(`Read ${file}`, everyone, (k) => reads[k]());
-    await interleaved(N.warm, ks.map((k) => reads[k]));
-    const times = await interleaved(N.calls, ks.map((k) => reads[k]));
-    for (const [i, k] of ks.entries()) out[k][`Read ${file}`] = { ...q(times[i], 50, 95, 99), chars: JSON.stringify(await reads[k]()).length };
+    await interleaved(
+      N.warm,
+      ks.map((k) => reads[k]),
+    );
+    const times = await interleaved(
+      N.calls,
+      ks.map((k) => reads[k]),
+    );
+    for (const [i, k] of ks.entries())
+      out[k][`Read ${file}`] = { ...q(times[i], 50, 95, 99), chars: JSON.stringify(await reads[k]()).length };
   }
   for (const file of ["small.ts", "big.ts"]) {
     const edits = [];
     // ours and Claude Code refuse to edit a file not read in the session
-    const ks = await accepting(`Edit ${file}`, everyone, (k) => sessions[k].call(...sessions[k].peer.read(path.join(editDirs[k], file))));
+    const ks = await accepting(`Edit ${file}`, everyone, (k) =>
+      sessions[k].call(...sessions[k].peer.read(path.join(editDirs[k], file))),
+    );
     for (const k of ks) {
       const abs = path.join(editDirs[k], file);
       let i = 0;
@@ -261,13 +301,21 @@ async function readEdit(all) {
 async function grepVsRg(ours) {
   const lines = [];
   for (const [label, pattern] of Object.entries(PATTERNS)) {
-    for (const [mode, flags] of [["content", ["--json"]], ["files_with_matches", ["--files-with-matches", "--null"]]]) {
+    for (const [mode, flags] of [
+      ["content", ["--json"]],
+      ["files_with_matches", ["--files-with-matches", "--null"]],
+    ]) {
       const rgArgs = [...RG_BASE, ...flags, "-e", pattern, "--"];
-      const fns = [() => ours.call("Grep", { pattern, output_mode: mode }), () => spawnDrain(rgPath, rgArgs, { cwd: tree.dir })];
+      const fns = [
+        () => ours.call("Grep", { pattern, output_mode: mode }),
+        () => spawnDrain(rgPath, rgArgs, { cwd: tree.dir }),
+      ];
       await interleaved(2, fns);
       const [oursMs, rgMs] = (await interleaved(N.grep, fns)).map(median);
       const rgBytes = await spawnDrain(rgPath, rgArgs, { cwd: tree.dir });
-      lines.push(row(`Grep ${mode} ${label} \`${pattern}\` (rg out ${(rgBytes / 1024).toFixed(0)} KB)`, oursMs, "raw rg", rgMs));
+      lines.push(
+        row(`Grep ${mode} ${label} \`${pattern}\` (rg out ${(rgBytes / 1024).toFixed(0)} KB)`, oursMs, "raw rg", rgMs),
+      );
     }
   }
   return lines;
@@ -275,11 +323,14 @@ async function grepVsRg(ours) {
 
 async function runOverhead(ours, sandbox) {
   const first = await ours.call("Run", { command: "true" });
-  if (!first.structuredContent?.sandboxed && sandbox !== "off") return [`| Run \`true\` (--sandbox ${sandbox}) | not sandboxed: ${first.content[0].text.slice(-80)} | | | |`];
+  if (!first.structuredContent?.sandboxed && sandbox !== "off")
+    return [`| Run \`true\` (--sandbox ${sandbox}) | not sandboxed: ${first.content[0].text.slice(-80)} | | | |`];
   const fns = [() => ours.call("Run", { command: "true" }), () => spawnDrain("bash", ["-c", "true"])];
   await interleaved(3, fns);
   const [oursMs, bashMs] = (await interleaved(N.run, fns)).map(median);
-  return [row(`Run \`true\` (--sandbox ${sandbox}${sandbox === "off" ? "" : ", sandboxed"})`, oursMs, "bash -c true", bashMs)];
+  return [
+    row(`Run \`true\` (--sandbox ${sandbox}${sandbox === "off" ? "" : ", sandboxed"})`, oursMs, "bash -c true", bashMs),
+  ];
 }
 
 async function drain(peer) {
@@ -289,7 +340,10 @@ async function drain(peer) {
   const rss = peakRss(s.pid);
   await s.close();
   const rawMs = await time(() => spawnDrain("bash", ["-c", command]));
-  return [row(`Run draining ${N.drain / 1e6} MB: wall time`, oursMs, "bash → node pipe", rawMs), row(`Run draining ${N.drain / 1e6} MB: server peak RSS`, rss, "", undefined, mb)];
+  return [
+    row(`Run draining ${N.drain / 1e6} MB: wall time`, oursMs, "bash → node pipe", rawMs),
+    row(`Run draining ${N.drain / 1e6} MB: server peak RSS`, rss, "", undefined, mb),
+  ];
 }
 
 // ---------- main ----------
@@ -297,7 +351,10 @@ const started = performance.now();
 const tree = ensureTree();
 const which = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const fileTools = (name, command, args, env) => ({
-  name, command, args, env,
+  name,
+  command,
+  args,
+  env,
   read: (abs) => ["Read", { file_path: abs }],
   edit: (abs, old_string, new_string) => ["Edit", { file_path: abs, old_string, new_string }],
 });
@@ -305,7 +362,9 @@ const ours = fileTools("ours", process.execPath, [path.join(ROOT, "dist/cli.js")
 const oursOff = { ...ours, args: [...ours.args, "--sandbox", "off"] };
 const peers = [
   {
-    name: "server-filesystem", command: process.execPath, args: [path.join(ROOT, "node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"), tree.dir],
+    name: "server-filesystem",
+    command: process.execPath,
+    args: [path.join(ROOT, "node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"), tree.dir],
     read: (abs) => ["read_text_file", { path: abs }],
     edit: (abs, oldText, newText) => ["edit_file", { path: abs, edits: [{ oldText, newText }] }],
   },
@@ -316,13 +375,16 @@ if (which("claude")) {
   peers.push(fileTools("claude mcp serve", "claude", ["mcp", "serve"], { ...process.env, HOME: home }));
 } else notes.push("claude not installed: skipped");
 notes.forEach((n) => console.log(n));
-console.log(`tree: ${tree.dir} (${tree.files} files, ${mb(tree.bytes)}${tree.cached ? ", cached" : ", generated"}); ${QUICK ? "quick" : "full"} run`);
+console.log(
+  `tree: ${tree.dir} (${tree.files} files, ${mb(tree.bytes)}${tree.cached ? ", cached" : ", generated"}); ${QUICK ? "quick" : "full"} run`,
+);
 
 const lines = [];
 try {
   const probe = await connect(peers[0]);
   await probe.close();
-  if (!probe.tools.includes("read_text_file") || !probe.tools.includes("edit_file")) throw new Error(`server-filesystem tools changed: ${probe.tools.join(", ")}`);
+  if (!probe.tools.includes("read_text_file") || !probe.tools.includes("edit_file"))
+    throw new Error(`server-filesystem tools changed: ${probe.tools.join(", ")}`);
 
   console.log("cold starts…");
   const [coldOurs, ...cold] = await coldStarts([oursOff, ...peers]);
@@ -333,14 +395,23 @@ try {
     lines.push(row("Cold start → tools/list answered", coldOurs.list, p.name, cold[k].list));
     for (const key of ["Read small.ts", "Read big.ts", "Edit small.ts", "Edit big.ts"]) {
       const theirs = rw[k][key];
-      if (theirs.refused) lines.push(`| ${key} p50 | ${ms(rwOurs[key].p50)} | ${p.name} | refused: ${theirs.refused} | |`);
-      else for (const q of key.startsWith("Read") ? ["p50", "p95", "p99"] : ["p50", "p95"]) lines.push(row(`${key} ${q}`, rwOurs[key][q], p.name, theirs[q]));
+      if (theirs.refused)
+        lines.push(`| ${key} p50 | ${ms(rwOurs[key].p50)} | ${p.name} | refused: ${theirs.refused} | |`);
+      else
+        for (const q of key.startsWith("Read") ? ["p50", "p95", "p99"] : ["p50", "p95"])
+          lines.push(row(`${key} ${q}`, rwOurs[key][q], p.name, theirs[q]));
     }
     lines.push(row("Peak RSS after reads + edits", rwOurs.rss, p.name, rw[k].rss, mb));
-    notes.push(`Read result size (JSON chars) vs ${p.name}: small.ts ${rwOurs["Read small.ts"].chars} vs ${rw[k]["Read small.ts"].chars ?? "–"}, big.ts ${rwOurs["Read big.ts"].chars} vs ${rw[k]["Read big.ts"].chars ?? "–"}.`);
+    notes.push(
+      `Read result size (JSON chars) vs ${p.name}: small.ts ${rwOurs["Read small.ts"].chars} vs ${rw[k]["Read small.ts"].chars ?? "–"}, big.ts ${rwOurs["Read big.ts"].chars} vs ${rw[k]["Read big.ts"].chars ?? "–"}.`,
+    );
   }
-  notes.push("Servers run side by side with calls interleaved; each edits its own identical copy of small.ts / big.ts (under bench-edit/), so one server's edit never invalidates another's Read.");
-  notes.push("Ours returns at most 2000 lines / 80k chars per Read (big.ts: the first page, with a note to continue); server-filesystem returns the whole file, twice (content and structuredContent). Figures are as-is.");
+  notes.push(
+    "Servers run side by side with calls interleaved; each edits its own identical copy of small.ts / big.ts (under bench-edit/), so one server's edit never invalidates another's Read.",
+  );
+  notes.push(
+    "Ours returns at most 2000 lines / 80k chars per Read (big.ts: the first page, with a note to continue); server-filesystem returns the whole file, twice (content and structuredContent). Figures are as-is.",
+  );
 
   console.log("grep…");
   const grepSession = await connect(oursOff);
@@ -361,16 +432,30 @@ try {
 }
 
 const cpus = os.cpus();
-const machine = { cores: cpus.length, cpu: cpus[0]?.model, memory: mb(os.totalmem()), node: process.version, kernel: os.release(), rg: spawnSync(rgPath, ["--version"]).stdout.toString().split("\n")[0] };
+const machine = {
+  cores: cpus.length,
+  cpu: cpus[0]?.model,
+  memory: mb(os.totalmem()),
+  node: process.version,
+  kernel: os.release(),
+  rg: spawnSync(rgPath, ["--version"]).stdout.toString().split("\n")[0],
+};
 const totalS = (performance.now() - started) / 1000;
 console.log(`\n## backend-developer-mcp bench (${QUICK ? "quick" : "full"}, ${new Date().toISOString()})\n`);
-console.log(`Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memory} RAM, Node ${machine.node}, Linux ${machine.kernel}, ${machine.rg}`);
-console.log(`Tree: ${tree.files} files, ${mb(tree.bytes)}; medians unless marked p95/p99; ${N.calls} reads, ${N.edits} edits, ${N.cold} cold starts, ${N.grep} greps, ${N.run} runs each.\n`);
+console.log(
+  `Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memory} RAM, Node ${machine.node}, Linux ${machine.kernel}, ${machine.rg}`,
+);
+console.log(
+  `Tree: ${tree.files} files, ${mb(tree.bytes)}; medians unless marked p95/p99; ${N.calls} reads, ${N.edits} edits, ${N.cold} cold starts, ${N.grep} greps, ${N.run} runs each.\n`,
+);
 console.log("| Measure | ours | vs | peer | ours/peer |\n|---|---:|---|---:|---:|");
 console.log(lines.join("\n"));
 console.log(`\n${notes.map((n, i) => `${i + 1}. ${n}`).join("\n")}\n\nTotal ${totalS.toFixed(1)} s`);
 
 const out = path.resolve(opts.json ?? path.join(ROOT, "bench/results/latest.json"));
 fs.mkdirSync(path.dirname(out), { recursive: true });
-fs.writeFileSync(out, `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, machine, tree: { files: tree.files, bytes: tree.bytes, seed: SEED, version: TREE_VERSION }, iterations: N, results, notes, totalSeconds: totalS }, null, 2)}\n`);
+fs.writeFileSync(
+  out,
+  `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, machine, tree: { files: tree.files, bytes: tree.bytes, seed: SEED, version: TREE_VERSION }, iterations: N, results, notes, totalSeconds: totalS }, null, 2)}\n`,
+);
 console.log(`JSON: ${path.relative(process.cwd(), out)}`);

@@ -13,7 +13,13 @@ export async function askServer(cli, ask) {
   const ws = await fs.mkdtemp(path.join(os.tmpdir(), "bdm-script-"));
   const client = new Client({ name: "backend-developer-scripts", version: "1" });
   try {
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [cli, "--workspace", ws, "--sandbox", "off"], stderr: "ignore" }));
+    await client.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: [cli, "--workspace", ws, "--sandbox", "off"],
+        stderr: "ignore",
+      }),
+    );
     return await ask(client);
   } finally {
     await client.close().catch(() => undefined);

@@ -15,7 +15,14 @@ await build({
   target: "node20",
   sourcemap: true,
   minify: true,
-  external: ["@vscode/ripgrep", "@anthropic-ai/sandbox-runtime", "@anthropic-ai/sdk", "@anthropic-ai/bedrock-sdk", "@anthropic-ai/vertex-sdk", "ts-morph"],
+  external: [
+    "@vscode/ripgrep",
+    "@anthropic-ai/sandbox-runtime",
+    "@anthropic-ai/sdk",
+    "@anthropic-ai/bedrock-sdk",
+    "@anthropic-ai/vertex-sdk",
+    "ts-morph",
+  ],
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
 });

@@ -25,7 +25,10 @@ function run(command, args, options = {}) {
     shell: process.platform === "win32" && !npm,
     ...options,
   });
-  if (r.status !== 0) throw new Error(`${command} ${args.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stderr}${r.stdout}`);
+  if (r.status !== 0)
+    throw new Error(
+      `${command} ${args.join(" ")} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stderr}${r.stdout}`,
+    );
   return r.stdout;
 }
 
@@ -47,7 +50,13 @@ export function manifest(pkg, tools) {
       entry_point: "dist/cli.js",
       mcp_config: {
         command: "node",
-        args: ["${__dirname}/dist/cli.js", "--workspace", "${user_config.workspace}", "--sandbox", "${user_config.sandbox}"],
+        args: [
+          "${__dirname}/dist/cli.js",
+          "--workspace",
+          "${user_config.workspace}",
+          "--sandbox",
+          "${user_config.sandbox}",
+        ],
         env: { ANTHROPIC_API_KEY: "${user_config.anthropic_api_key}" },
       },
     },
@@ -64,14 +73,16 @@ export function manifest(pkg, tools) {
       sandbox: {
         type: "string",
         title: "Sandbox mode",
-        description: "OS sandbox for Run: auto (on where available, else off with a warning), os (refuse to start without it) or off.",
+        description:
+          "OS sandbox for Run: auto (on where available, else off with a warning), os (refuse to start without it) or off.",
         default: "auto",
         required: false,
       },
       anthropic_api_key: {
         type: "string",
         title: "Anthropic API key",
-        description: "Used by Task to run its sub-agent (Claude Desktop offers no MCP sampling). The file and shell tools work without it.",
+        description:
+          "Used by Task to run its sub-agent (Claude Desktop offers no MCP sampling). The file and shell tools work without it.",
         sensitive: true,
         required: false,
       },
@@ -102,7 +113,9 @@ export async function bundle({ from, out, stage, log = () => undefined } = {}) {
     log("npm pack");
     // dist/ is built already (npm run bundle builds first), so prepack's build is skipped.
     await fs.mkdir(build, { recursive: true });
-    const [info] = JSON.parse(run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", build], { cwd: root }));
+    const [info] = JSON.parse(
+      run("npm", ["pack", "--json", "--ignore-scripts", "--pack-destination", build], { cwd: root }),
+    );
     tgz = path.join(build, info.filename);
   }
   untar(tgz, stage);
@@ -112,7 +125,9 @@ export async function bundle({ from, out, stage, log = () => undefined } = {}) {
   run("npm", ["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--prefer-offline"], { cwd: stage });
 
   // ripgrep ships as one npm package per platform; npm installed only this machine's. Add the others.
-  const rg = JSON.parse(await fs.readFile(path.join(stage, "node_modules", "@vscode", "ripgrep", "package.json"), "utf8"));
+  const rg = JSON.parse(
+    await fs.readFile(path.join(stage, "node_modules", "@vscode", "ripgrep", "package.json"), "utf8"),
+  );
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "bundle-rg-"));
   try {
     for (const platform of RG_PLATFORMS) {
@@ -120,7 +135,13 @@ export async function bundle({ from, out, stage, log = () => undefined } = {}) {
       const dir = path.join(stage, "node_modules", "@vscode", `ripgrep-${platform}`);
       if (await fs.stat(dir).catch(() => undefined)) continue;
       log(`ripgrep for ${platform}`);
-      const [info] = JSON.parse(run("npm", ["pack", "--json", "--prefer-offline", "--pack-destination", tmp, `${name}@${rg.optionalDependencies[name]}`], { cwd: tmp }));
+      const [info] = JSON.parse(
+        run(
+          "npm",
+          ["pack", "--json", "--prefer-offline", "--pack-destination", tmp, `${name}@${rg.optionalDependencies[name]}`],
+          { cwd: tmp },
+        ),
+      );
       await fs.mkdir(dir, { recursive: true });
       untar(path.join(tmp, info.filename), dir);
     }
@@ -132,7 +153,17 @@ export async function bundle({ from, out, stage, log = () => undefined } = {}) {
   const tools = await serverTools(path.join(stage, "dist", "cli.js"));
   await fs.writeFile(path.join(stage, "manifest.json"), `${JSON.stringify(manifest(pkg, tools), null, 2)}\n`);
   // Files of the dependencies that nothing loads at run time (type declarations, TypeScript sources, docs).
-  await fs.writeFile(path.join(stage, ".mcpbignore"), ["node_modules/**/*.d.mts", "node_modules/**/*.d.cts", "node_modules/**/*.ts", "node_modules/**/*.md", "node_modules/.package-lock.json", ""].join("\n"));
+  await fs.writeFile(
+    path.join(stage, ".mcpbignore"),
+    [
+      "node_modules/**/*.d.mts",
+      "node_modules/**/*.d.cts",
+      "node_modules/**/*.ts",
+      "node_modules/**/*.md",
+      "node_modules/.package-lock.json",
+      "",
+    ].join("\n"),
+  );
   run(process.execPath, [mcpbCli, "validate", path.join(stage, "manifest.json")]);
 
   log("mcpb pack");
@@ -142,9 +173,13 @@ export async function bundle({ from, out, stage, log = () => undefined } = {}) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { from: { type: "string" }, out: { type: "string" }, stage: { type: "string" } } });
+  const { values } = parseArgs({
+    options: { from: { type: "string" }, out: { type: "string" }, stage: { type: "string" } },
+  });
   const started = Date.now();
   const { file } = await bundle({ ...values, log: (step) => console.error(`bundle: ${step}`) });
   const { size } = await fs.stat(file);
-  console.log(`${path.relative(process.cwd(), file)} (${(size / 1e6).toFixed(1)} MB, ${((Date.now() - started) / 1000).toFixed(0)} s)`);
+  console.log(
+    `${path.relative(process.cwd(), file)} (${(size / 1e6).toFixed(1)} MB, ${((Date.now() - started) / 1000).toFixed(0)} s)`,
+  );
 }

@@ -13,7 +13,7 @@ const END = "<!-- /generated:tools -->";
 function params(schema) {
   const required = new Set(schema.required ?? []);
   return Object.entries(schema.properties ?? {}).map(([name, p]) => {
-    const type = p.enum ? p.enum.map((v) => `"${v}"`).join(" \\| ") : p.type ?? "any";
+    const type = p.enum ? p.enum.map((v) => `"${v}"`).join(" \\| ") : (p.type ?? "any");
     const dflt = p.default !== undefined ? ` (default \`${JSON.stringify(p.default)}\`)` : "";
     return `  - \`${name}\` ${type}${required.has(name) ? ", required" : ""}${dflt}: ${p.description ?? ""}`;
   });
@@ -26,10 +26,19 @@ export async function generate() {
   }));
   const toolDocs = tools.map((t) => {
     const a = t.annotations ?? {};
-    const hints = [a.readOnlyHint && "read-only", a.destructiveHint && "destructive", t.outputSchema && "structured output"].filter(Boolean).join(", ");
+    const hints = [
+      a.readOnlyHint && "read-only",
+      a.destructiveHint && "destructive",
+      t.outputSchema && "structured output",
+    ]
+      .filter(Boolean)
+      .join(", ");
     return `#### ${t.name}: ${t.title}\n_${hints}_\n\n${t.description.split("\n")[0]}\n\n${params(t.inputSchema).join("\n")}`;
   });
-  const promptDocs = prompts.map((p) => `- \`${p.name}\`${(p.arguments ?? []).map((a) => ` \`${a.name}${a.required ? "" : "?"}\``).join("")}: ${p.description ?? ""}`);
+  const promptDocs = prompts.map(
+    (p) =>
+      `- \`${p.name}\`${(p.arguments ?? []).map((a) => ` \`${a.name}${a.required ? "" : "?"}\``).join("")}: ${p.description ?? ""}`,
+  );
   return `${START}\n### Tools\n\n${toolDocs.join("\n\n")}\n\n### Prompts\n\n${promptDocs.join("\n")}\n${END}`;
 }
 

@@ -36,7 +36,9 @@ const yamlString = (s) => JSON.stringify(s);
 
 /** The tools the built server lists (names only). */
 function serverTools() {
-  return askServer(path.join(root, "dist", "cli.js"), async (client) => (await client.listTools()).tools.map((t) => t.name));
+  return askServer(path.join(root, "dist", "cli.js"), async (client) =>
+    (await client.listTools()).tools.map((t) => t.name),
+  );
 }
 
 /** A quick command (prompts/commands/<file>.md, MCP prompt be-<file>) as a Claude Code command. */
@@ -58,7 +60,10 @@ export function command(file, text) {
     for (const a of args) lines.push(`- ${a.name}${a.required ? "" : " (optional)"}: ${a.description}`);
     lines.push("");
   }
-  lines.push(body.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, k) => `<${k}>`), "");
+  lines.push(
+    body.replace(/\{\{\s*(\w+)\s*\}\}/g, (_, k) => `<${k}>`),
+    "",
+  );
   return { name: `be-${path.basename(file, ".md")}`, hint, description: meta.description, text: lines.join("\n") };
 }
 
@@ -70,14 +75,21 @@ export function command(file, text) {
  */
 export function agent(text, mcpTools) {
   const { meta, body } = frontMatter(text, "prompts/agents/backend-developer.md");
-  const wanted = (typeof meta.tools === "string" ? meta.tools.split(",") : meta.tools ?? mcpTools).map((t) => t.trim()).filter(Boolean);
+  const wanted = (typeof meta.tools === "string" ? meta.tools.split(",") : (meta.tools ?? mcpTools))
+    .map((t) => t.trim())
+    .filter(Boolean);
   const granted = wanted.filter((t) => mcpTools.includes(t) && !/^Task/.test(t));
   const dropped = wanted.filter((t) => !granted.includes(t));
   const mentions = (line) => dropped.some((t) => new RegExp(`\\b${t}\\b`).test(line));
   const adapted = body
     .split(/\n{2,}/)
     .map((para) => para.replace(/[^.!?\n]*\bthe server re-runs\b[^.!?]*[.!?]\s*/i, ""))
-    .map((para) => para.split("\n").filter((line) => !mentions(line)).join("\n"))
+    .map((para) =>
+      para
+        .split("\n")
+        .filter((line) => !mentions(line))
+        .join("\n"),
+    )
     .filter((para) => para.trim())
     .join("\n\n");
   const names = granted.map((t) => `${toolPrefix}${t}`);
@@ -105,13 +117,24 @@ export async function generate() {
   const pkg = JSON.parse(await fs.readFile(path.join(root, "package.json"), "utf8"));
   const files = new Map();
   const json = (p, v) => files.set(p, `${JSON.stringify(v, null, 2)}\n`);
-  const description = "A backend-developer subagent that works through the backend-developer MCP server's confined, sandboxed tools, and the be-* quick commands.";
+  const description =
+    "A backend-developer subagent that works through the backend-developer MCP server's confined, sandboxed tools, and the be-* quick commands.";
 
   json(".claude-plugin/marketplace.json", {
     name: pkg.name,
     owner: { name: `${pkg.name} maintainers` },
     metadata: { description: pkg.description, version: pkg.version },
-    plugins: [{ name: PLUGIN, source: "./plugin", description, version: pkg.version, license: pkg.license, keywords: ["mcp", "backend", "agent"], category: "development" }],
+    plugins: [
+      {
+        name: PLUGIN,
+        source: "./plugin",
+        description,
+        version: pkg.version,
+        license: pkg.license,
+        keywords: ["mcp", "backend", "agent"],
+        category: "development",
+      },
+    ],
   });
   json("plugin/.claude-plugin/plugin.json", {
     name: PLUGIN,
@@ -124,7 +147,9 @@ export async function generate() {
   // plugin/bin/server.mjs runs a clone's own build, else the npm package of the same version (see README, "Claude
   // Code"). "timeout" (ms) is Claude Code's per-server tool-call limit: a Task may run for the server's default
   // --task-timeout (1800 s), plus a minute.
-  json("plugin/.mcp.json", { mcpServers: { [SERVER]: { command: "node", args: ["${CLAUDE_PLUGIN_ROOT}/bin/server.mjs"], timeout: 1_860_000 } } });
+  json("plugin/.mcp.json", {
+    mcpServers: { [SERVER]: { command: "node", args: ["${CLAUDE_PLUGIN_ROOT}/bin/server.mjs"], timeout: 1_860_000 } },
+  });
 
   files.set(
     "plugin/README.md",
@@ -143,13 +168,16 @@ export async function generate() {
       "- `.mcp.json` and `bin/server.mjs`: start the server. In a clone (a local marketplace), the clone's own build",
       `  (\`npm ci && npm run build\` first); elsewhere \`npx -y ${pkg.name}@${pkg.version}\`, the npm package of the same version.`,
       "",
-      "See the repository README, section \"Claude Code\", for details.",
+      'See the repository README, section "Claude Code", for details.',
       "",
     ].join("\n"),
   );
 
   const tools = await serverTools();
-  files.set(`plugin/agents/${AGENT}.md`, agent(await fs.readFile(path.join(root, "prompts", "agents", "backend-developer.md"), "utf8"), tools));
+  files.set(
+    `plugin/agents/${AGENT}.md`,
+    agent(await fs.readFile(path.join(root, "prompts", "agents", "backend-developer.md"), "utf8"), tools),
+  );
   const dir = path.join(root, "prompts", "commands");
   for (const f of (await fs.readdir(dir)).filter((f) => f.endsWith(".md")).sort()) {
     const cmd = command(f, await fs.readFile(path.join(dir, f), "utf8"));
@@ -166,7 +194,8 @@ export async function stale(files) {
     if (current !== text) out.push(p);
   }
   for (const sub of ["plugin/commands", "plugin/agents"]) {
-    for (const f of await fs.readdir(path.join(root, sub)).catch(() => [])) if (!files.has(`${sub}/${f}`)) out.push(`${sub}/${f}`);
+    for (const f of await fs.readdir(path.join(root, sub)).catch(() => []))
+      if (!files.has(`${sub}/${f}`)) out.push(`${sub}/${f}`);
   }
   return out;
 }
@@ -181,7 +210,8 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     }
   } else {
     for (const sub of ["plugin/commands", "plugin/agents"]) {
-      for (const f of await fs.readdir(path.join(root, sub)).catch(() => [])) if (!files.has(`${sub}/${f}`)) await fs.rm(path.join(root, sub, f));
+      for (const f of await fs.readdir(path.join(root, sub)).catch(() => []))
+        if (!files.has(`${sub}/${f}`)) await fs.rm(path.join(root, sub, f));
     }
     for (const [p, text] of files) {
       await fs.mkdir(path.dirname(path.join(root, p)), { recursive: true });

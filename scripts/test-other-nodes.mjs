@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MAJORS = ["22", "24"];
 const FILES = ["test/protocol.test.ts", "test/client-commands.test.ts", "test/escape.test.ts", "test/run.test.ts"];
-const binary = (major) => path.join(root, ".cache", `node${major}`, "node_modules", `node-${process.platform}-${process.arch}`, "bin", "node");
+const binary = (major) =>
+  path.join(root, ".cache", `node${major}`, "node_modules", `node-${process.platform}-${process.arch}`, "bin", "node");
 
 let failed = false;
 for (const major of MAJORS) {
@@ -24,7 +25,10 @@ for (const major of MAJORS) {
   }
   const version = spawnSync(node, ["--version"], { encoding: "utf8" }).stdout.trim();
   console.error(`\nProtocol tests on Node ${version}`);
-  const r = spawnSync(node, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...FILES], { cwd: root, stdio: "inherit" });
+  const r = spawnSync(node, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...FILES], {
+    cwd: root,
+    stdio: "inherit",
+  });
   if (r.status !== 0) failed = true;
 }
 process.exit(failed ? 1 : 0);

@@ -32,7 +32,10 @@ export function loadCommands(): Command[] {
   return readdirSync(dir)
     .filter((f) => f.endsWith(".md"))
     .sort()
-    .map((f) => ({ name: `be-${path.basename(f, ".md")}`, ...parseFrontMatter<CommandMeta>(readFileSync(path.join(dir, f), "utf8"), f) }));
+    .map((f) => ({
+      name: `be-${path.basename(f, ".md")}`,
+      ...parseFrontMatter<CommandMeta>(readFileSync(path.join(dir, f), "utf8"), f),
+    }));
 }
 
 export function render(template: string, args: Record<string, string | undefined>): string {
@@ -91,7 +94,10 @@ async function agentsIn(dir: string): Promise<Agent[]> {
 
 /** Built-in agents from prompts/agents/, then the workspace's .claude/agents/ (which may override by name). */
 export async function loadAgents(workspaceRoot: string): Promise<Map<string, Agent>> {
-  const all = [...(await agentsIn(path.join(promptsDir, "agents"))), ...(await agentsIn(path.join(workspaceRoot, ".claude", "agents")))];
+  const all = [
+    ...(await agentsIn(path.join(promptsDir, "agents"))),
+    ...(await agentsIn(path.join(workspaceRoot, ".claude", "agents"))),
+  ];
   return new Map(all.map((a) => [a.name, a]));
 }
 

@@ -6,7 +6,10 @@ import { emptyUsage, type Message, type ModelBackend } from "../src/task/model.j
 
 const toolTurn = (i: number, size: number): Message[] => [
   { role: "assistant", content: [{ type: "tool_use", id: `t${i}`, name: "Read", input: { file_path: `f${i}.ts` } }] },
-  { role: "user", content: [{ type: "tool_result", tool_use_id: `t${i}`, content: [{ type: "text", text: "x".repeat(size) }] }] },
+  {
+    role: "user",
+    content: [{ type: "tool_result", tool_use_id: `t${i}`, content: [{ type: "text", text: "x".repeat(size) }] }],
+  },
 ];
 
 describe("compactConversation", () => {
@@ -16,11 +19,16 @@ describe("compactConversation", () => {
   });
 
   test("old tool results are cleared, oldest first, until it fits; recent turns and the task stay", () => {
-    const messages: Message[] = [{ role: "user", content: "Do it." }, ...Array.from({ length: 10 }, (_, i) => toolTurn(i, 50_000)).flat()];
+    const messages: Message[] = [
+      { role: "user", content: "Do it." },
+      ...Array.from({ length: 10 }, (_, i) => toolTurn(i, 50_000)).flat(),
+    ];
     const compacted = compactConversation(messages, 300_000);
     expect(JSON.stringify(compacted).length).toBeLessThanOrEqual(300_000);
     expect(compacted[0]).toEqual({ role: "user", content: "Do it." });
-    const results = compacted.filter((m) => m.role === "user" && Array.isArray(m.content)).map((m) => (m.content as { content: unknown }[])[0]!.content);
+    const results = compacted
+      .filter((m) => m.role === "user" && Array.isArray(m.content))
+      .map((m) => (m.content as { content: unknown }[])[0]!.content);
     expect(typeof results[0]).toBe("string");
     expect(results[0]).toMatch(/^\[Earlier tool result cleared/);
     expect(results.at(-1)).toEqual([{ type: "text", text: "x".repeat(50_000) }]);
@@ -33,7 +41,13 @@ describe("continueConversation", () => {
   test("a pending question gets the answer as its result, other pending calls are marked not run", () => {
     const saved: Message[] = [
       { role: "user", content: "Build it." },
-      { role: "assistant", content: [{ type: "tool_use", id: "a", name: "Run", input: {} }, { type: "tool_use", id: "q", name: "AskUserQuestion", input: { question: "Which DB?" } }] },
+      {
+        role: "assistant",
+        content: [
+          { type: "tool_use", id: "a", name: "Run", input: {} },
+          { type: "tool_use", id: "q", name: "AskUserQuestion", input: { question: "Which DB?" } },
+        ],
+      },
       { role: "user", content: [{ type: "tool_result", tool_use_id: "a", content: "ran" }] },
     ];
     const next = continueConversation(saved, "Postgres");
@@ -49,8 +63,14 @@ describe("continueConversation", () => {
   });
 
   test("after a finished turn the follow-up is a new user message", () => {
-    const saved: Message[] = [{ role: "user", content: "Build it." }, { role: "assistant", content: [{ type: "text", text: "Done." }] }];
-    expect(continueConversation(saved, "Also add tests.").at(-1)).toEqual({ role: "user", content: [{ type: "text", text: "Also add tests." }] });
+    const saved: Message[] = [
+      { role: "user", content: "Build it." },
+      { role: "assistant", content: [{ type: "text", text: "Done." }] },
+    ];
+    expect(continueConversation(saved, "Also add tests.").at(-1)).toEqual({
+      role: "user",
+      content: [{ type: "text", text: "Also add tests." }],
+    });
   });
 });
 
@@ -66,10 +86,20 @@ describe("context estimate", () => {
   });
 
   test("clearing old tool results is enough when it brings the estimate under the target: no model call", async () => {
-    const messages: Message[] = [{ role: "user", content: "Do it." }, ...Array.from({ length: 10 }, (_, i) => toolTurn(i, 30_000)).flat()];
+    const messages: Message[] = [
+      { role: "user", content: "Do it." },
+      ...Array.from({ length: 10 }, (_, i) => toolTurn(i, 30_000)).flat(),
+    ];
     const backend = { call: () => Promise.reject(new Error("no model call expected")) } as unknown as ModelBackend;
     const mark = { tokens: 150_000, chars: JSON.stringify(messages).length };
-    const fit = await fitConversation(messages, { backend, contextTokens: 200_000, mark, targetTokens: 70_000, summariseAbove: 140_000, signal: new AbortController().signal });
+    const fit = await fitConversation(messages, {
+      backend,
+      contextTokens: 200_000,
+      mark,
+      targetTokens: 70_000,
+      summariseAbove: 140_000,
+      signal: new AbortController().signal,
+    });
     expect(fit.action).toBe("cleared");
     // Six of the ten results were cleared (the newest eight messages stay verbatim): about 60,000 tokens fewer.
     expect(JSON.stringify(fit.messages).length).toBeLessThan(JSON.stringify(messages).length - 150_000);
@@ -80,7 +110,16 @@ describe("context estimate", () => {
 
 describe("delegation budget", () => {
   test("a partner gets what is left of the parent's turns, tokens and dollars", () => {
-    const spent = { usage: { ...emptyUsage(), input_tokens: 1_000, output_tokens: 500, cache_read_input_tokens: 9_000 }, costUsd: 0.4, turns: 7 };
-    expect(remainingBudget({ maxTurns: 40, maxTokens: 100_000, maxCostUsd: 1, deadline: 123 }, spent)).toEqual({ maxTurns: 33, maxTokens: 98_500, maxCostUsd: 0.6, deadline: 123 });
+    const spent = {
+      usage: { ...emptyUsage(), input_tokens: 1_000, output_tokens: 500, cache_read_input_tokens: 9_000 },
+      costUsd: 0.4,
+      turns: 7,
+    };
+    expect(remainingBudget({ maxTurns: 40, maxTokens: 100_000, maxCostUsd: 1, deadline: 123 }, spent)).toEqual({
+      maxTurns: 33,
+      maxTokens: 98_500,
+      maxCostUsd: 0.6,
+      deadline: 123,
+    });
   });
 });

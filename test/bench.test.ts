@@ -6,7 +6,11 @@ import { tempDir } from "./helpers.js";
 
 test("npm run bench -- --quick completes and writes its figures as JSON", async () => {
   const out = path.join(await tempDir(), "bench.json");
-  const r = spawnSync(process.execPath, [path.resolve(import.meta.dirname, "..", "bench", "bench.mjs"), "--quick", "--json", out], { encoding: "utf8", timeout: 170_000 });
+  const r = spawnSync(
+    process.execPath,
+    [path.resolve(import.meta.dirname, "..", "bench", "bench.mjs"), "--quick", "--json", out],
+    { encoding: "utf8", timeout: 170_000 },
+  );
   expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
   const json = JSON.parse(await fs.readFile(out, "utf8"));
   expect(JSON.stringify(json)).toContain("server-filesystem");

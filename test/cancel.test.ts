@@ -18,7 +18,10 @@ let c: Connection;
 /** The servers and the long-lived helpers the runtime starts once (network bridges): not a command's processes. */
 const resident = new Set<number>();
 /** After a command has run to its end: the server and its remaining children are resident. */
-const addResident = (server: Connection) => survivors().filter((pid) => pid === server.pid || parentOf(pid) === server.pid).forEach((pid) => resident.add(pid));
+const addResident = (server: Connection) =>
+  survivors()
+    .filter((pid) => pid === server.pid || parentOf(pid) === server.pid)
+    .forEach((pid) => resident.add(pid));
 
 /** Pids of live processes whose environment carries MARK (zombies have none and do not count), the resident ones aside. */
 function survivors(): number[] {
@@ -53,7 +56,9 @@ const describe = (pids: number[]) =>
 
 beforeAll(async () => {
   ws = await tempDir("bdm-cancel-");
-  c = await connect(["--workspace", ws, "--sandbox", "os", "--allow-env", "BDM_CANCEL_TEST"], { env: { BDM_CANCEL_TEST: MARK.split("=")[1]! } });
+  c = await connect(["--workspace", ws, "--sandbox", "os", "--allow-env", "BDM_CANCEL_TEST"], {
+    env: { BDM_CANCEL_TEST: MARK.split("=")[1]! },
+  });
   // The runtime is started by the first command; the race under test is each command's own start-up.
   expect(ok(await c.call("Run", { command: "echo $BDM_CANCEL_TEST" }))).toContain(MARK.split("=")[1]);
   addResident(c);
@@ -67,14 +72,19 @@ afterAll(async () => {
   await fs.rm(ws, { recursive: true, force: true });
 });
 
-test(`a Run cancelled at ${OFFSETS_MS.length} moments of 0-75 ms during start-up leaves no process behind`, { timeout: 300_000 }, async () => {
+test(`a Run cancelled at ${OFFSETS_MS.length} moments of 0-75 ms during start-up leaves no process behind`, {
+  timeout: 300_000,
+}, async () => {
   const left: string[] = [];
   for (const offset of OFFSETS_MS) {
     const abort = new AbortController();
-    const call = c.client.callTool({ name: "Run", arguments: { command: "sleep 300; echo never" } }, undefined, { signal: abort.signal });
+    const call = c.client.callTool({ name: "Run", arguments: { command: "sleep 300; echo never" } }, undefined, {
+      signal: abort.signal,
+    });
     setTimeout(() => abort.abort(), offset);
     await call.catch(() => undefined);
-    if (!(await waitUntil(() => survivors().length === 0, 5_000))) left.push(`cancel at ${offset} ms: ${describe(survivors()).join("; ")}`);
+    if (!(await waitUntil(() => survivors().length === 0, 5_000)))
+      left.push(`cancel at ${offset} ms: ${describe(survivors()).join("; ")}`);
     // a cancel that came too late for the sweep would leave MARKed processes only until the next check: clear them
     survivors().forEach(killQuietly);
   }
@@ -87,7 +97,8 @@ test("a Run timing out at 1-75 ms during start-up leaves no process behind", { t
   for (const offset of OFFSETS_MS.filter((_, i) => i % 2 === 0)) {
     const r = await c.call("Run", { command: "sleep 300; echo never", timeout: Math.max(1, offset) });
     expect(r.isError).toBeFalsy();
-    if (!(await waitUntil(() => survivors().length === 0, 5_000))) left.push(`timeout at ${offset} ms: ${describe(survivors()).join("; ")}`);
+    if (!(await waitUntil(() => survivors().length === 0, 5_000)))
+      left.push(`timeout at ${offset} ms: ${describe(survivors()).join("; ")}`);
     survivors().forEach(killQuietly);
   }
   expect(left).toEqual([]);
@@ -99,21 +110,29 @@ test("a command's own background processes do not outlive the call", async () =>
   expect(await waitUntil(() => survivors().length === 0, 5_000)).toBe(true);
 });
 
-test("a Task stopped at 0-75 ms after its agent asked for a Run leaves no process behind", { timeout: 300_000 }, async () => {
+test("a Task stopped at 0-75 ms after its agent asked for a Run leaves no process behind", {
+  timeout: 300_000,
+}, async () => {
   const offsets = OFFSETS_MS.filter((_, i) => i % 3 === 0);
   let runId: Promise<string> = Promise.resolve("");
   let conn: Connection | undefined;
   const stops: Promise<unknown>[] = [];
   // Each model reply asks for a long Run; the stop is sent `offset` ms after the reply, while that Run starts.
   const steps: Step[] = offsets.map((offset) => () => {
-    const stopped = new Promise((done) => setTimeout(() => void runId.then((id) => conn!.call("TaskStop", { run_id: id })).then(done, done), offset));
+    const stopped = new Promise((done) =>
+      setTimeout(() => void runId.then((id) => conn!.call("TaskStop", { run_id: id })).then(done, done), offset),
+    );
     stops.push(stopped);
     return reply(use("Run", { command: "sleep 300; echo never" }));
   });
   const model = new ScriptedModel(steps);
   const dir = await tempDir("bdm-cancel-task-");
   try {
-    const env = { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), BDM_CANCEL_TEST: MARK.split("=")[1]! };
+    const env = {
+      ANTHROPIC_API_KEY: "test-key",
+      ANTHROPIC_BASE_URL: await model.start(),
+      BDM_CANCEL_TEST: MARK.split("=")[1]!,
+    };
     conn = await connect(["--workspace", dir, "--sandbox", "os", "--allow-env", "BDM_CANCEL_TEST"], { env });
     ok(await conn.call("Run", { command: "true" }));
     addResident(conn);
@@ -125,7 +144,8 @@ test("a Task stopped at 0-75 ms after its agent asked for a Run leaves no proces
       setId((started.structuredContent as { run_id: string }).run_id);
       expect(await waitUntil(() => stops.length > i, 30_000)).toBe(true);
       await stops[i];
-      if (!(await waitUntil(() => survivors().length === 0, 5_000))) left.push(`stop at ${offset} ms: ${describe(survivors()).join("; ")}`);
+      if (!(await waitUntil(() => survivors().length === 0, 5_000)))
+        left.push(`stop at ${offset} ms: ${describe(survivors()).join("; ")}`);
       survivors().forEach(killQuietly);
     }
     expect(left).toEqual([]);

@@ -20,7 +20,10 @@ interface Launch {
 }
 
 /** Starts a launch command, speaks MCP to it over stdio and returns every stdout line and the replies' ids. */
-async function speak({ command, args }: Launch, cwd: string): Promise<{ lines: string[]; ids: unknown[]; stderr: string }> {
+async function speak(
+  { command, args }: Launch,
+  cwd: string,
+): Promise<{ lines: string[]; ids: unknown[]; stderr: string }> {
   const child = spawn(command, args, { cwd, stdio: ["pipe", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
@@ -32,11 +35,16 @@ async function speak({ command, args }: Launch, cwd: string): Promise<{ lines: s
     child.on("exit", () => resolve());
   });
   const send = (m: object) => child.stdin.write(`${JSON.stringify({ jsonrpc: "2.0", ...m })}\n`);
-  send({ id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } } });
+  send({
+    id: 1,
+    method: "initialize",
+    params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } },
+  });
   send({ method: "notifications/initialized" });
   send({ id: 2, method: "tools/list" });
   const deadline = Date.now() + 30_000;
-  while (!stdout.includes('"id":2') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 25));
+  while (!stdout.includes('"id":2') && Date.now() < deadline && child.exitCode === null)
+    await new Promise((r) => setTimeout(r, 25));
   child.stdin.end();
   await exited;
   const lines = stdout.split("\n").filter(Boolean);
@@ -68,9 +76,15 @@ describe("client commands speak only JSON-RPC on stdout", () => {
   });
 
   test("the Claude Code plugin's entry, run from this clone", async () => {
-    const mcp = JSON.parse(await fs.readFile(path.join(ROOT, "plugin", ".mcp.json"), "utf8")) as { mcpServers: Record<string, Launch> };
+    const mcp = JSON.parse(await fs.readFile(path.join(ROOT, "plugin", ".mcp.json"), "utf8")) as {
+      mcpServers: Record<string, Launch>;
+    };
     const entry = mcp.mcpServers["backend-developer"]!;
-    const args = [...entry.args.map((a) => a.replace("${CLAUDE_PLUGIN_ROOT}", path.join(ROOT, "plugin"))), "--workspace", ws];
+    const args = [
+      ...entry.args.map((a) => a.replace("${CLAUDE_PLUGIN_ROOT}", path.join(ROOT, "plugin"))),
+      "--workspace",
+      ws,
+    ];
     expectOnlyJsonRpc(await speak({ command: entry.command, args }, ws));
   });
 

@@ -17,11 +17,20 @@ afterEach(async () => {
 async function withPartner(steps: Step[]) {
   const ws = await demoWorkspace();
   await fs.mkdir(path.join(ws, ".claude", "agents"), { recursive: true });
-  await fs.writeFile(path.join(ws, ".claude", "agents", "doc-writer.md"), "---\nname: doc-writer\ndescription: Writes API documentation\ntools: Read, Write\n---\nYou write API documentation.\n");
+  await fs.writeFile(
+    path.join(ws, ".claude", "agents", "doc-writer.md"),
+    "---\nname: doc-writer\ndescription: Writes API documentation\ntools: Read, Write\n---\nYou write API documentation.\n",
+  );
   const model = new ScriptedModel(steps);
   const url = await model.start();
-  const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_AUTH_TOKEN: "", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MODEL: "" } });
-  cleanup.push(() => model.stop(), () => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
+  const conn = await connect(["--workspace", ws], {
+    env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_AUTH_TOKEN: "", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MODEL: "" },
+  });
+  cleanup.push(
+    () => model.stop(),
+    () => conn.close(),
+    () => fs.rm(ws, { recursive: true, force: true }),
+  );
   return { ws, model, conn };
 }
 
@@ -31,12 +40,21 @@ const resultText = (req: MessagesRequest) => JSON.stringify(req.messages.at(-1)!
 describe("delegation to a partner agent", () => {
   test("the partner's own prompt and tools are used, its files land, and its summary reaches the parent and the report", async () => {
     const { ws, model, conn } = await withPartner([
-      reply(use("Task", { description: "document the API", prompt: "Write docs/API.md describing GET /users.", subagent_type: "doc-writer" })),
+      reply(
+        use("Task", {
+          description: "document the API",
+          prompt: "Write docs/API.md describing GET /users.",
+          subagent_type: "doc-writer",
+        }),
+      ),
       reply(use("Write", { file_path: "docs/API.md", content: "# API\n\n## GET /users\nLists users.\n" })),
       reply(say("Wrote docs/API.md with GET /users.")),
       reply(say("Done: the docs were written by doc-writer.")),
     ]);
-    const r = (await conn.client.callTool({ name: "Task", arguments: { description: "users docs", prompt: "Document the API." } })) as CallToolResult;
+    const r = (await conn.client.callTool({
+      name: "Task",
+      arguments: { description: "users docs", prompt: "Document the API." },
+    })) as CallToolResult;
     const rep = r.structuredContent as unknown as TaskReport;
     expect(rep.status).toBe("completed");
     const [parent, child, childAgain, parentAgain] = model.requests;
@@ -58,12 +76,27 @@ describe("delegation to a partner agent", () => {
     // Shared budgets: the partner's calls and turns count in the parent's totals; the report lists the child.
     expect(rep.model_calls).toBe(4);
     expect(rep.turns).toBe(4);
-    expect(rep.children).toEqual([expect.objectContaining({ agent: "doc-writer", status: "completed", summary: "Wrote docs/API.md with GET /users.", turns: 2, model_calls: 2 })]);
+    expect(rep.children).toEqual([
+      expect.objectContaining({
+        agent: "doc-writer",
+        status: "completed",
+        summary: "Wrote docs/API.md with GET /users.",
+        turns: 2,
+        model_calls: 2,
+      }),
+    ]);
     expect(rep.cost_usd).toBeGreaterThan(rep.children![0]!.cost_usd);
     expect(text(r)).toContain("## Delegated to partner agents");
     expect(text(r)).toContain("doc-writer [completed] document the API");
-    const transcript = (await fs.readFile(rep.transcript, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
-    expect(transcript.some((e) => e.type === "tool" && e.child === 1 && e.child_agent === "doc-writer" && e.name === "Write")).toBe(true);
+    const transcript = (await fs.readFile(rep.transcript, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(
+      transcript.some(
+        (e) => e.type === "tool" && e.child === 1 && e.child_agent === "doc-writer" && e.name === "Write",
+      ),
+    ).toBe(true);
   });
 
   test("an unknown partner is an error result the parent can act on", async () => {
@@ -71,7 +104,10 @@ describe("delegation to a partner agent", () => {
       reply(use("Task", { description: "x", prompt: "y", subagent_type: "nobody" })),
       reply(say("Did it myself.")),
     ]);
-    const r = (await conn.client.callTool({ name: "Task", arguments: { description: "t", prompt: "Do it." } })) as CallToolResult;
+    const r = (await conn.client.callTool({
+      name: "Task",
+      arguments: { description: "t", prompt: "Do it." },
+    })) as CallToolResult;
     expect((r.structuredContent as unknown as TaskReport).status).toBe("completed");
     expect(resultText(model.requests[1]!)).toContain('Unknown partner \\"nobody\\"');
     expect(resultText(model.requests[1]!)).toContain("doc-writer");

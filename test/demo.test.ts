@@ -58,7 +58,20 @@ describe("npm run demo", () => {
   });
 
   test("progress skips test-runner bookkeeping and keeps test results", () => {
-    for (const noise of ["# duration_ms 734.45", "running 5s · # tests 3", "  duration_ms: 1.2", "1..3", "  ---", "TAP version 13"]) expect(meaningfulProgress(noise), noise).toBeUndefined();
-    for (const line of ["ok 1 - GET /users pages through the list", "not ok 2 - rejects bad limit", "turn 4/40 · Run npm test"]) expect(meaningfulProgress(line)).toBe(line);
+    for (const noise of [
+      "# duration_ms 734.45",
+      "running 5s · # tests 3",
+      "  duration_ms: 1.2",
+      "1..3",
+      "  ---",
+      "TAP version 13",
+    ])
+      expect(meaningfulProgress(noise), noise).toBeUndefined();
+    for (const line of [
+      "ok 1 - GET /users pages through the list",
+      "not ok 2 - rejects bad limit",
+      "turn 4/40 · Run npm test",
+    ])
+      expect(meaningfulProgress(line)).toBe(line);
   });
 });

@@ -26,7 +26,10 @@ const view = (r: CallToolResult) => {
 };
 
 async function serve(ws: string, model: ScriptedModel, args: string[] = [], client?: Client): Promise<Connection> {
-  const conn = await connect(["--workspace", ws, ...args], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME }, client });
+  const conn = await connect(["--workspace", ws, ...args], {
+    env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME },
+    client,
+  });
   cleanup.push(() => conn.close());
   return conn;
 }
@@ -34,12 +37,17 @@ async function serve(ws: string, model: ScriptedModel, args: string[] = [], clie
 async function setup(steps: Step[], args: string[] = [], client?: Client) {
   const model = new ScriptedModel(steps);
   const ws = await demoWorkspace();
-  cleanup.push(() => model.stop(), () => fs.rm(ws, { recursive: true, force: true }));
+  cleanup.push(
+    () => model.stop(),
+    () => fs.rm(ws, { recursive: true, force: true }),
+  );
   return { model, ws, conn: await serve(ws, model, args, client) };
 }
 
-const task = (conn: Connection, args: Record<string, unknown> = {}) => conn.call("Task", { description: "durable test", prompt: "Do the task.", ...args });
-const output = (conn: Connection, run_id: string, wait_seconds = 30) => conn.call("TaskOutput", { run_id, wait_seconds });
+const task = (conn: Connection, args: Record<string, unknown> = {}) =>
+  conn.call("Task", { description: "durable test", prompt: "Do the task.", ...args });
+const output = (conn: Connection, run_id: string, wait_seconds = 30) =>
+  conn.call("TaskOutput", { run_id, wait_seconds });
 
 async function finished(conn: Connection, runId: string): Promise<View> {
   for (;;) {
@@ -64,7 +72,8 @@ describe("background runs", () => {
     const reference = view(await task(foreground.conn));
     expect(reference.status).toBe("completed");
     expect(done.status).toBe("completed");
-    for (const key of ["files_changed", "turns", "summary", "fix_rounds", "model_calls"] as const) expect(done[key]).toEqual(reference[key]);
+    for (const key of ["files_changed", "turns", "summary", "fix_rounds", "model_calls"] as const)
+      expect(done[key]).toEqual(reference[key]);
     const untimed = (v: View) => v.verification?.checks.map(({ duration_ms: _, ...c }) => c);
     expect(untimed(done)).toEqual(untimed(reference));
   });
@@ -81,7 +90,10 @@ describe("background runs", () => {
     const done = await finished(conn, started.run_id);
     expect(done.status).toBe("completed");
     expect(done.cost_usd).toBeGreaterThan(0);
-    const list = (await conn.call("TaskOutput", {})).structuredContent as { runs: { run_id: string; status: string }[]; totals: { runs: number; cost_usd: number } };
+    const list = (await conn.call("TaskOutput", {})).structuredContent as {
+      runs: { run_id: string; status: string }[];
+      totals: { runs: number; cost_usd: number };
+    };
     expect(list.runs).toEqual([expect.objectContaining({ run_id: started.run_id, status: "completed" })]);
     expect(list.totals.cost_usd).toBeCloseTo(done.cost_usd, 10);
   });
@@ -99,7 +111,14 @@ describe("background runs", () => {
   });
 
   test("after a crash, the in-flight run is reported interrupted and a finished run's report is unchanged", async () => {
-    const { ws, model, conn } = await setup([...demoSteps(), reply(use("Write", { file_path: "partial.txt", content: "half done\n" })), gated(reply(say("never")), new Gate())], ["--sandbox", "off"]);
+    const { ws, model, conn } = await setup(
+      [
+        ...demoSteps(),
+        reply(use("Write", { file_path: "partial.txt", content: "half done\n" })),
+        gated(reply(say("never")), new Gate()),
+      ],
+      ["--sandbox", "off"],
+    );
     const done = view(await task(conn));
     expect(done.status).toBe("completed");
     const reportFile = path.join(stateDirFor(ws, { XDG_STATE_HOME: STATE_HOME }), "runs", done.run_id, "report.json");
@@ -114,13 +133,21 @@ describe("background runs", () => {
     expect(interrupted.files_changed).toEqual([{ path: "partial.txt", status: "added", insertions: 1, deletions: 0 }]);
     expect(interrupted.revert_command).toContain("rm -f -- 'partial.txt'");
     expect(await fs.readFile(reportFile, "utf8")).toBe(before);
-    expect(view(await output(restarted, done.run_id, 0))).toEqual({ ...JSON.parse(before), message: expect.any(String) });
+    expect(view(await output(restarted, done.run_id, 0))).toEqual({
+      ...JSON.parse(before),
+      message: expect.any(String),
+    });
   });
 });
 
 describe("resume and questions", () => {
   test("resume continues the same conversation and verifies again", async () => {
-    const { model, conn } = await setup([reply(use("Write", { file_path: "a.txt", content: "a\n" })), reply(say("Wrote a.")), reply(use("Write", { file_path: "b.txt", content: "b\n" })), reply(say("Wrote b too."))]);
+    const { model, conn } = await setup([
+      reply(use("Write", { file_path: "a.txt", content: "a\n" })),
+      reply(say("Wrote a.")),
+      reply(use("Write", { file_path: "b.txt", content: "b\n" })),
+      reply(say("Wrote b too.")),
+    ]);
     const first = view(await task(conn));
     expect(first.status).toBe("completed");
     const second = view(await conn.call("Task", { resume: first.run_id, prompt: "Also write b.txt." }));
@@ -151,7 +178,10 @@ describe("resume and questions", () => {
   });
 
   test("AskUserQuestion without elicitation ends as needs_input, and resume carries the answer", async () => {
-    const { model, conn } = await setup([reply(use("AskUserQuestion", { question: "Which database?", options: ["Postgres", "SQLite"] })), reply(say("Using SQLite as asked."))]);
+    const { model, conn } = await setup([
+      reply(use("AskUserQuestion", { question: "Which database?", options: ["Postgres", "SQLite"] })),
+      reply(say("Using SQLite as asked.")),
+    ]);
     const paused = view(await task(conn));
     expect(paused.status).toBe("needs_input");
     expect(paused.question).toEqual({ question: "Which database?", options: ["Postgres", "SQLite"] });
@@ -169,7 +199,14 @@ describe("resume and questions", () => {
       asked.push(req.params.message);
       return { action: "accept", content: { answer: "Postgres" } };
     });
-    const { model, conn } = await setup([reply(use("AskUserQuestion", { question: "Which database?", options: ["Postgres", "SQLite"] })), reply(say("Using Postgres."))], [], client);
+    const { model, conn } = await setup(
+      [
+        reply(use("AskUserQuestion", { question: "Which database?", options: ["Postgres", "SQLite"] })),
+        reply(say("Using Postgres.")),
+      ],
+      [],
+      client,
+    );
     const done = view(await task(conn));
     expect(done.status).toBe("completed");
     expect(asked).toEqual(["Which database?"]);
@@ -180,7 +217,11 @@ describe("resume and questions", () => {
 
 describe("budget and isolation", () => {
   test("a budget of a few cents stops a long run with budget_exhausted, still verified and reported", async () => {
-    const turn = (): Step => ({ ...(reply(use("Glob", { pattern: "*" })) as object), usage: { input_tokens: 5000, output_tokens: 1000 } }) as Step;
+    const turn = (): Step =>
+      ({
+        ...(reply(use("Glob", { pattern: "*" })) as object),
+        usage: { input_tokens: 5000, output_tokens: 1000 },
+      }) as Step;
     const { model, conn } = await setup(Array.from({ length: 20 }, turn));
     const r = view(await task(conn, { max_budget_usd: 0.05 }));
     expect(r.status).toBe("budget_exhausted");
@@ -193,9 +234,20 @@ describe("budget and isolation", () => {
 
   test("two runs on one workspace take turns: their edits never interleave", async () => {
     // Each run's command holds until the test opens a gate file; had the second run not waited its turn, it would log its start first.
-    const step = (name: string) => reply(use("Run", { command: `echo start ${name} >> log.txt; until [ -e gate ]; do sleep 0.02; done; echo end ${name} >> log.txt` }));
-    const { ws, conn } = await setup([step("A"), reply(say("A done.")), step("B"), reply(say("B done."))], ["--sandbox", "off"]);
-    const [a, b] = await Promise.all([task(conn, { run_in_background: true, description: "A" }), task(conn, { run_in_background: true, description: "B" })]);
+    const step = (name: string) =>
+      reply(
+        use("Run", {
+          command: `echo start ${name} >> log.txt; until [ -e gate ]; do sleep 0.02; done; echo end ${name} >> log.txt`,
+        }),
+      );
+    const { ws, conn } = await setup(
+      [step("A"), reply(say("A done.")), step("B"), reply(say("B done."))],
+      ["--sandbox", "off"],
+    );
+    const [a, b] = await Promise.all([
+      task(conn, { run_in_background: true, description: "A" }),
+      task(conn, { run_in_background: true, description: "B" }),
+    ]);
     expect(await waitUntil(() => existsSync(path.join(ws, "log.txt")), 10_000)).toBe(true);
     await fs.writeFile(path.join(ws, "gate"), "");
     await finished(conn, view(a).run_id);
@@ -206,7 +258,10 @@ describe("budget and isolation", () => {
   });
 
   test("a worktree run leaves the workspace untouched, and its merge command applies the changes", async () => {
-    const { ws, conn } = await setup([reply(use("Write", { file_path: "src/feature.js", content: "export const feature = true;\n" })), reply(say("Added the feature."))]);
+    const { ws, conn } = await setup([
+      reply(use("Write", { file_path: "src/feature.js", content: "export const feature = true;\n" })),
+      reply(say("Added the feature.")),
+    ]);
     const r = view(await task(conn, { isolation: "worktree" }));
     expect(r.status).toBe("completed");
     expect(r.isolation).toBe("worktree");

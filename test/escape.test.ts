@@ -39,16 +39,28 @@ async function snap(dir = outer, out = new Map<string, string>()): Promise<Map<s
     if (abs === ws) continue;
     const st = await fs.lstat(abs);
     if (st.isDirectory()) await snap(abs, out.set(path.relative(outer, abs), "dir"));
-    else out.set(path.relative(outer, abs), st.isSymbolicLink() ? `-> ${await fs.readlink(abs)}` : `${st.size}@${st.mtimeMs} ${(await fs.readFile(abs)).toString("base64")}`);
+    else
+      out.set(
+        path.relative(outer, abs),
+        st.isSymbolicLink()
+          ? `-> ${await fs.readlink(abs)}`
+          : `${st.size}@${st.mtimeMs} ${(await fs.readFile(abs)).toString("base64")}`,
+      );
   }
   return out;
 }
 
-const ACCESS_DENIED = /^Access denied: .+ resolves to .+, which is outside the workspace .+\. Use a path inside the workspace\.$/s;
+const ACCESS_DENIED =
+  /^Access denied: .+ resolves to .+, which is outside the workspace .+\. Use a path inside the workspace\.$/s;
 
 beforeAll(async () => {
   outer = await tempDir("bdm-escape-");
-  [ws, outside, evil, home] = ["ws", "outside", "ws-evil", "home"].map((d) => path.join(outer, d)) as [string, string, string, string];
+  [ws, outside, evil, home] = ["ws", "outside", "ws-evil", "home"].map((d) => path.join(outer, d)) as [
+    string,
+    string,
+    string,
+    string,
+  ];
   await Promise.all([ws, outside, evil, home].map((d) => fs.mkdir(d)));
   execFileSync("git", ["init", "-q", ws]);
   await fs.writeFile(path.join(outside, "canary.txt"), `${SECRET}\n`);
@@ -131,7 +143,8 @@ describe("paths that leave the workspace are refused by every tool", () => {
   });
 
   test("dangling symlinks pointing out: refused, and Write does not create their targets", async () => {
-    for (const p of ["dangling-out", "dchain1", "dangling-dir-out/x.txt"]) await expectRefusedEverywhere(p, ALL, ACCESS_DENIED);
+    for (const p of ["dangling-out", "dchain1", "dangling-dir-out/x.txt"])
+      await expectRefusedEverywhere(p, ALL, ACCESS_DENIED);
     await expect(fs.lstat(path.join(outside, "dangling-target.txt"))).rejects.toThrow(/ENOENT/);
     await expect(fs.lstat(path.join(outside, "dchain-target.txt"))).rejects.toThrow(/ENOENT/);
     await expect(fs.lstat(path.join(outside, "no-such-dir"))).rejects.toThrow(/ENOENT/);
@@ -142,11 +155,19 @@ describe("paths that leave the workspace are refused by every tool", () => {
   });
 
   test("a NUL byte is refused before touching the disk", async () => {
-    await expectRefusedEverywhere("inside.txt\0../../outside/canary.txt", ALL, /^The path contains a NUL byte; remove it\.$/);
+    await expectRefusedEverywhere(
+      "inside.txt\0../../outside/canary.txt",
+      ALL,
+      /^The path contains a NUL byte; remove it\.$/,
+    );
   });
 
   test("an over-long path (5000 chars) and an over-long segment are refused", async () => {
-    await expectRefusedEverywhere("a/".repeat(2500), ALL, /^The path is 5000 characters long; paths are limited to 4096\.$/);
+    await expectRefusedEverywhere(
+      "a/".repeat(2500),
+      ALL,
+      /^The path is 5000 characters long; paths are limited to 4096\.$/,
+    );
     await expectRefusedEverywhere("../".repeat(1700), ALL, /^The path is 5100 characters long/);
     await expectRefusedEverywhere("x".repeat(300), ALL, /segment is longer than 255 bytes/);
   });
@@ -158,12 +179,17 @@ describe("paths that leave the workspace are refused by every tool", () => {
 });
 
 describe(".git is read-only", () => {
-  test.each([".git/config", ".git/hooks/pre-commit", "./.git/HEAD", "sub/../.git/config", ".git/", "gitlink/config", "sub/.git/hooks/post-checkout"])(
-    "Write and Edit refuse %s",
-    async (p) => {
-      await expectRefusedEverywhere(p, ["Write", "Edit"], /^Writing inside \.git\/ is not allowed/);
-    },
-  );
+  test.each([
+    ".git/config",
+    ".git/hooks/pre-commit",
+    "./.git/HEAD",
+    "sub/../.git/config",
+    ".git/",
+    "gitlink/config",
+    "sub/.git/hooks/post-checkout",
+  ])("Write and Edit refuse %s", async (p) => {
+    await expectRefusedEverywhere(p, ["Write", "Edit"], /^Writing inside \.git\/ is not allowed/);
+  });
 
   test("the refused writes left .git untouched, and it can still be read", async () => {
     await expect(fs.lstat(path.join(ws, ".git", "hooks", "pre-commit"))).rejects.toThrow(/ENOENT/);
@@ -212,7 +238,15 @@ describe("searches do not follow links out", () => {
   });
 
   test("Glob never lists anything outside", async () => {
-    for (const pattern of ["**/*", "**/canary.txt", "../**", "../outside/*", `${outside}/*`, "/etc/passwd", "link-dir-out/**"]) {
+    for (const pattern of [
+      "**/*",
+      "**/canary.txt",
+      "../**",
+      "../outside/*",
+      `${outside}/*`,
+      "/etc/passwd",
+      "link-dir-out/**",
+    ]) {
       const out = ok(await c.call("Glob", { pattern }));
       if (out === `No files match ${pattern}.`) continue;
       for (const rel of out.split("\n")) {
@@ -255,12 +289,21 @@ describe("workspace given through a symlinked spelling", () => {
     const r = await l.call("Write", { file_path: path.join(outer, "wslink", "sub", "via-link.txt"), content: "x\n" });
     expect(ok(r)).toBe("Created sub/via-link.txt (1 lines, 2 bytes).");
     expect(await fs.readFile(path.join(ws, "sub", "via-link.txt"), "utf8")).toBe("x\n");
-    expect(ok(await l.call("Grep", { pattern: "inside", path: path.join(outer, "wslink") }))).toBe("Found 1 file\ninside.txt");
-    expect(ok(await l.call("Glob", { pattern: "*.txt", path: "sub" })).split("\n")).toEqual(expect.arrayContaining(["sub/file.txt", "sub/via-link.txt"]));
+    expect(ok(await l.call("Grep", { pattern: "inside", path: path.join(outer, "wslink") }))).toBe(
+      "Found 1 file\ninside.txt",
+    );
+    expect(ok(await l.call("Glob", { pattern: "*.txt", path: "sub" })).split("\n")).toEqual(
+      expect.arrayContaining(["sub/file.txt", "sub/via-link.txt"]),
+    );
   });
 
   test("escapes are still refused", async () => {
-    for (const p of ["../outside/canary.txt", path.join(outer, "wslink", "..", "outside", "canary.txt"), path.join(evil, "evil.txt"), "link-file-out"]) {
+    for (const p of [
+      "../outside/canary.txt",
+      path.join(outer, "wslink", "..", "outside", "canary.txt"),
+      path.join(evil, "evil.txt"),
+      "link-file-out",
+    ]) {
       expect(fail(await l.call("Read", { file_path: p })), p).toMatch(ACCESS_DENIED);
       expect(fail(await l.call("Write", { file_path: p, content: "pwned" })), p).toMatch(ACCESS_DENIED);
     }

@@ -25,7 +25,10 @@ export interface Connection {
 }
 
 /** Starts the built server over stdio and connects a real MCP client to it. */
-export async function connect(args: string[], options: { env?: Record<string, string>; client?: Client } = {}): Promise<Connection> {
+export async function connect(
+  args: string[],
+  options: { env?: Record<string, string>; client?: Client } = {},
+): Promise<Connection> {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [CLI, ...args],
@@ -45,7 +48,8 @@ export async function connect(args: string[], options: { env?: Record<string, st
   };
 }
 
-export const text = (r: CallToolResult) => r.content.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
+export const text = (r: CallToolResult) =>
+  r.content.map((c) => (c.type === "text" ? c.text : `[${c.type}]`)).join("\n");
 
 /** The text of a successful result; fails the test with the tool's message otherwise. */
 export function ok(r: CallToolResult): string {
@@ -64,6 +68,7 @@ export const processAlive = (marker: string) => spawnSync("pgrep", ["-f", marker
 
 /** Polls check until it holds or ms pass; returns whether it held. */
 export async function waitUntil(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) if (await check()) return true;
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50)))
+    if (await check()) return true;
   return check();
 }

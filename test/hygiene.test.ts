@@ -56,7 +56,9 @@ describe("what sandboxed commands may write", () => {
   test("the number of processes a command may start is capped (ulimit -u)", async () => {
     const limit = Number(ok(await c.call("Run", { command: "ulimit -u" })).split("\n")[0]);
     expect(limit).toBeGreaterThan(0);
-    expect(limit).toBeLessThan(Number(execFileSync("bash", ["-c", "ulimit -u"], { encoding: "utf8" }).trim()) || Infinity);
+    expect(limit).toBeLessThan(
+      Number(execFileSync("bash", ["-c", "ulimit -u"], { encoding: "utf8" }).trim()) || Infinity,
+    );
   });
 
   test("concurrent Runs leave no empty .claude (or other mount point) in the workspace", async () => {
@@ -106,7 +108,8 @@ describe("stale leftovers of a killed server are cleaned on start", () => {
     for (const f of [files.old, files.oldDeep, files.fresh, files.other]) await fs.writeFile(path.join(dir, f), "x");
     await fs.symlink(outside, path.join(dir, files.link));
     await fs.mkdir(path.join(dir, files.folder));
-    for (const f of [files.old, files.oldDeep, files.other, files.folder]) await fs.utimes(path.join(dir, f), HOUR_AGO, HOUR_AGO);
+    for (const f of [files.old, files.oldDeep, files.other, files.folder])
+      await fs.utimes(path.join(dir, f), HOUR_AGO, HOUR_AGO);
     await fs.lutimes(path.join(dir, files.link), HOUR_AGO, HOUR_AGO);
 
     const c = await server(dir);
@@ -127,7 +130,10 @@ describe("stale leftovers of a killed server are cleaned on start", () => {
     await fs.writeFile(path.join(dead, "left.txt"), "x");
     await fs.writeFile(path.join(target, "keep.txt"), "x");
     await fs.symlink(target, link);
-    cleanup.push(() => fs.rm(live, { recursive: true, force: true }), () => fs.rm(link, { force: true }));
+    cleanup.push(
+      () => fs.rm(live, { recursive: true, force: true }),
+      () => fs.rm(link, { force: true }),
+    );
 
     const c = await server();
     expect(await waitUntil(() => !existsSync(dead), 15_000)).toBe(true);

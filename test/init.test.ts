@@ -32,7 +32,13 @@ interface Result {
 
 /** Runs `init` with HOME and the other per-user folders in a temp folder. */
 async function init(args: string[], cwd = ws): Promise<Result> {
-  const env = { ...process.env, HOME: home, USERPROFILE: home, APPDATA: path.join(home, "AppData", "Roaming"), XDG_CONFIG_HOME: "" };
+  const env = {
+    ...process.env,
+    HOME: home,
+    USERPROFILE: home,
+    APPDATA: path.join(home, "AppData", "Roaming"),
+    XDG_CONFIG_HOME: "",
+  };
   try {
     const { stdout, stderr } = await exec(process.execPath, [CLI, "init", ...args], { cwd, env, timeout: 20_000 });
     return { code: 0, stdout, stderr };
@@ -42,24 +48,39 @@ async function init(args: string[], cwd = ws): Promise<Result> {
   }
 }
 
-const readJson = async (file: string) => JSON.parse(await fs.readFile(file, "utf8")) as Record<string, Record<string, Record<string, unknown>>>;
+const readJson = async (file: string) =>
+  JSON.parse(await fs.readFile(file, "utf8")) as Record<string, Record<string, Record<string, unknown>>>;
 
 /** Where each host documents its file, with HOME at the temp home. */
 function desktopFile(): string {
-  if (process.platform === "darwin") return path.join(home, "Library", "Application Support", "Claude", "claude_desktop_config.json");
-  if (process.platform === "win32") return path.join(home, "AppData", "Roaming", "Claude", "claude_desktop_config.json");
+  if (process.platform === "darwin")
+    return path.join(home, "Library", "Application Support", "Claude", "claude_desktop_config.json");
+  if (process.platform === "win32")
+    return path.join(home, "AppData", "Roaming", "Claude", "claude_desktop_config.json");
   return path.join(home, ".config", "Claude", "claude_desktop_config.json");
 }
 
 const HOSTS = {
-  "claude-code": { file: () => path.join(ws, ".mcp.json"), key: "mcpServers", keys: ["type", "command", "args", "env", "timeout"] },
+  "claude-code": {
+    file: () => path.join(ws, ".mcp.json"),
+    key: "mcpServers",
+    keys: ["type", "command", "args", "env", "timeout"],
+  },
   "claude-desktop": { file: desktopFile, key: "mcpServers", keys: ["command", "args", "env"] },
-  vscode: { file: () => path.join(ws, ".vscode", "mcp.json"), key: "servers", keys: ["type", "command", "args", "env"] },
+  vscode: {
+    file: () => path.join(ws, ".vscode", "mcp.json"),
+    key: "servers",
+    keys: ["type", "command", "args", "env"],
+  },
   cursor: { file: () => path.join(ws, ".cursor", "mcp.json"), key: "mcpServers", keys: ["command", "args", "env"] },
 } as const;
 
 /** The documented stdio entry of each host: exactly these keys, stdio type where the host has one, strings only. */
-function expectHostShape(host: keyof typeof HOSTS, config: Record<string, Record<string, Record<string, unknown>>>, name = "backend-developer") {
+function expectHostShape(
+  host: keyof typeof HOSTS,
+  config: Record<string, Record<string, Record<string, unknown>>>,
+  name = "backend-developer",
+) {
   const { key, keys } = HOSTS[host];
   expect(Object.keys(config)).toContain(key);
   const entry = config[key]![name]!;
@@ -75,10 +96,21 @@ function expectHostShape(host: keyof typeof HOSTS, config: Record<string, Record
 async function startFrom(entry: { command: string; args: string[]; env: Record<string, string> }): Promise<string[]> {
   const args = entry.args.map((a) => a.replaceAll("${workspaceFolder}", ws));
   const client = new Client({ name: "init-test", version: "1" });
-  await client.connect(new StdioClientTransport({ command: entry.command, args: [...args, "--sandbox", "off"], env: { ...(process.env as Record<string, string>), ...entry.env }, cwd: ws, stderr: "ignore" }));
+  await client.connect(
+    new StdioClientTransport({
+      command: entry.command,
+      args: [...args, "--sandbox", "off"],
+      env: { ...(process.env as Record<string, string>), ...entry.env },
+      cwd: ws,
+      stderr: "ignore",
+    }),
+  );
   try {
     await fs.writeFile(path.join(ws, "probe.txt"), "probe\n");
-    const read = (await client.callTool({ name: "Read", arguments: { file_path: "probe.txt" } })) as { isError?: boolean; content: { text: string }[] };
+    const read = (await client.callTool({ name: "Read", arguments: { file_path: "probe.txt" } })) as {
+      isError?: boolean;
+      content: { text: string }[];
+    };
     expect(read.isError).toBeFalsy();
     expect(read.content[0]!.text).toContain("probe");
     return (await client.listTools()).tools.map((t) => t.name);
@@ -103,7 +135,9 @@ describe.each(Object.keys(HOSTS) as (keyof typeof HOSTS)[])("%s", (host) => {
     if (host === "vscode") expect(entry.args.slice(-2)).toEqual(["--workspace", "${workspaceFolder}"]);
     // Claude Code's per-server tool-call limit covers a whole Task (default --task-timeout 1800 s) plus a minute.
     if (host === "claude-code") expect((entry as { timeout?: number }).timeout).toBe(1_860_000);
-    expect(await startFrom(entry)).toEqual(expect.arrayContaining(["Read", "Write", "Edit", "Grep", "Glob", "Run", "Task"]));
+    expect(await startFrom(entry)).toEqual(
+      expect.arrayContaining(["Read", "Write", "Edit", "Grep", "Glob", "Run", "Task"]),
+    );
   });
 
   test("merges into an existing file, keeping everything in it, after a backup", async () => {
@@ -164,21 +198,56 @@ describe("options", () => {
 
   test("the current folder is the default workspace; --config, --name, --env, --launcher npx and server options after --", async () => {
     const target = path.join(ws, "sub", "custom.json");
-    const r = await init(["--client", "claude-desktop", "--config", target, "--name", "be", "--env", "ANTHROPIC_API_KEY=sk-test", "--launcher", "npx", "--", "--sandbox", "os", "--allow-domain", "registry.npmjs.org"]);
+    const r = await init([
+      "--client",
+      "claude-desktop",
+      "--config",
+      target,
+      "--name",
+      "be",
+      "--env",
+      "ANTHROPIC_API_KEY=sk-test",
+      "--launcher",
+      "npx",
+      "--",
+      "--sandbox",
+      "os",
+      "--allow-domain",
+      "registry.npmjs.org",
+    ]);
     expect(r.stderr).toBe("");
     const entry = expectHostShape("claude-desktop", await readJson(target), "be");
-    expect(entry).toEqual({ command: "npx", args: ["-y", `${pkg.name}@${pkg.version}`, "--workspace", ws, "--sandbox", "os", "--allow-domain", "registry.npmjs.org"], env: { ANTHROPIC_API_KEY: "sk-test" } });
+    expect(entry).toEqual({
+      command: "npx",
+      args: [
+        "-y",
+        `${pkg.name}@${pkg.version}`,
+        "--workspace",
+        ws,
+        "--sandbox",
+        "os",
+        "--allow-domain",
+        "registry.npmjs.org",
+      ],
+      env: { ANTHROPIC_API_KEY: "sk-test" },
+    });
     await expect(fs.access(desktopFile())).rejects.toThrow();
   });
 
   test("Claude Code's timeout follows --task-timeout given to the server", async () => {
     expect((await init(["--", "--task-timeout", "600"])).code).toBe(0);
-    expect((await readJson(path.join(ws, ".mcp.json"))).mcpServers!["backend-developer"]).toMatchObject({ args: [path.join(ROOT, "dist", "cli.js"), "--task-timeout", "600"], timeout: 660_000 });
+    expect((await readJson(path.join(ws, ".mcp.json"))).mcpServers!["backend-developer"]).toMatchObject({
+      args: [path.join(ROOT, "dist", "cli.js"), "--task-timeout", "600"],
+      timeout: 660_000,
+    });
   });
 
   test("a differing entry of the same name is replaced, after a backup; other servers stay", async () => {
     const file = path.join(ws, ".mcp.json");
-    await fs.writeFile(file, JSON.stringify({ mcpServers: { "backend-developer": { command: "old" }, keep: { command: "k" } } }));
+    await fs.writeFile(
+      file,
+      JSON.stringify({ mcpServers: { "backend-developer": { command: "old" }, keep: { command: "k" } } }),
+    );
     await fs.writeFile(`${file}.bak`, "an older backup");
     const r = await init([]);
     expect(r.code).toBe(0);
@@ -187,7 +256,9 @@ describe("options", () => {
     expect(after.mcpServers!.keep).toEqual({ command: "k" });
     expect(after.mcpServers!["backend-developer"]!.command).toBe("node");
     expect(await fs.readFile(`${file}.bak`, "utf8")).toBe("an older backup");
-    expect(JSON.parse(await fs.readFile(`${file}.bak.1`, "utf8")).mcpServers["backend-developer"]).toEqual({ command: "old" });
+    expect(JSON.parse(await fs.readFile(`${file}.bak.1`, "utf8")).mcpServers["backend-developer"]).toEqual({
+      command: "old",
+    });
   });
 
   test("VS Code's mcp.json may have comments and trailing commas; they stay", async () => {
@@ -198,14 +269,21 @@ describe("options", () => {
     const r = await init(["--client", "vscode"]);
     expect(r.code).toBe(0);
     const text = await fs.readFile(file, "utf8");
-    for (const kept of ["  // my servers", `    "other": { "type": "stdio", "command": "x" }, // inline`, `  "inputs": [],`]) expect(text).toContain(kept);
+    for (const kept of [
+      "  // my servers",
+      `    "other": { "type": "stdio", "command": "x" }, // inline`,
+      `  "inputs": [],`,
+    ])
+      expect(text).toContain(kept);
     expect(text.indexOf('"backend-developer"')).toBeGreaterThan(text.indexOf('"other"'));
 
     // Without a trailing comma: the comma goes after the value, the comment stays on its line.
     await fs.writeFile(file, `{\r\n\t"servers": {\r\n\t\t"other": { "command": "x" } // inline\r\n\t}\r\n}\r\n`);
     expect((await init(["--client", "vscode"])).code).toBe(0);
     const crlf = await fs.readFile(file, "utf8");
-    expect(crlf).toContain(`\t\t"other": { "command": "x" }, // inline\r\n\t\t"backend-developer": {\r\n\t\t\t"type": "stdio",`);
+    expect(crlf).toContain(
+      `\t\t"other": { "command": "x" }, // inline\r\n\t\t"backend-developer": {\r\n\t\t\t"type": "stdio",`,
+    );
     expect(crlf.replace(/\r\n/g, "")).not.toContain("\n");
   });
 

@@ -31,7 +31,8 @@ function claudeBinary(): string {
     path.join(ROOT, "node_modules", "@anthropic-ai", "claude-code", "bin", "claude.exe"),
   ];
   const found = candidates.find((c) => existsSync(c));
-  if (!found) throw new Error("Claude Code is not installed: npm ci installs it (devDependency @anthropic-ai/claude-code)");
+  if (!found)
+    throw new Error("Claude Code is not installed: npm ci installs it (devDependency @anthropic-ai/claude-code)");
   return found;
 }
 
@@ -68,14 +69,25 @@ async function claude(args: string[]): Promise<{ code: number; out: string }> {
 
 describe("generated from one source", () => {
   test("the plugin files are current (npm run plugin regenerates them)", async () => {
-    const r = await exec(process.execPath, [path.join(ROOT, "scripts", "plugin.mjs"), "--check"]).catch((e: { stderr: string; code: number }) => e);
+    const r = await exec(process.execPath, [path.join(ROOT, "scripts", "plugin.mjs"), "--check"]).catch(
+      (e: { stderr: string; code: number }) => e,
+    );
     expect(r.stderr).toBe("");
   });
 
   test("commands/ holds exactly the MCP quick-command prompts, with the same names, descriptions and arguments", async () => {
     const { prompts } = await c.client.listPrompts();
     const quick = prompts.filter((p) => p.name !== "backend-developer");
-    expect(quick.map((p) => p.name).sort()).toEqual(["be-api", "be-auth", "be-docker", "be-migrate", "be-model", "be-service", "be-test", "be-validate"]);
+    expect(quick.map((p) => p.name).sort()).toEqual([
+      "be-api",
+      "be-auth",
+      "be-docker",
+      "be-migrate",
+      "be-model",
+      "be-service",
+      "be-test",
+      "be-validate",
+    ]);
     const files = (await fs.readdir(path.join(PLUGIN, "commands"))).sort();
     expect(files).toEqual(quick.map((p) => `${p.name}.md`).sort());
     for (const p of quick) {
@@ -85,9 +97,13 @@ describe("generated from one source", () => {
       expect(meta["argument-hint"], p.name).toBe(hint);
       expect(body).toContain("$ARGUMENTS");
       expect(body).toContain('subagent_type "backend-developer:backend-developer"');
-      for (const a of p.arguments ?? []) expect(body).toContain(`- ${a.name}${a.required ? "" : " (optional)"}: ${a.description}`);
+      for (const a of p.arguments ?? [])
+        expect(body).toContain(`- ${a.name}${a.required ? "" : " (optional)"}: ${a.description}`);
       // The prompt's own text, with {{arg}} placeholders as <arg>.
-      const { messages } = await c.client.getPrompt({ name: p.name, arguments: Object.fromEntries((p.arguments ?? []).map((a) => [a.name, `<${a.name}>`])) });
+      const { messages } = await c.client.getPrompt({
+        name: p.name,
+        arguments: Object.fromEntries((p.arguments ?? []).map((a) => [a.name, `<${a.name}>`])),
+      });
       const text = (messages[0]!.content as { text: string }).text;
       expect(body).toContain(text.trim());
     }
@@ -98,25 +114,36 @@ describe("generated from one source", () => {
     const source = frontMatter(await fs.readFile(path.join(ROOT, "prompts", "agents", "backend-developer.md"), "utf8"));
     expect(meta.name).toBe("backend-developer");
     expect(meta.description).toBe(source.meta.description);
-    const tools = String(meta.tools).split(",").map((t) => t.trim());
+    const tools = String(meta.tools)
+      .split(",")
+      .map((t) => t.trim());
     const served = (await c.client.listTools()).tools.map((t) => t.name);
     expect(tools.length).toBeGreaterThan(0);
     for (const t of tools) {
       expect(t.startsWith(PREFIX), t).toBe(true);
       expect(served).toContain(t.slice(PREFIX.length));
     }
-    expect(tools).toEqual(expect.arrayContaining(["Read", "Write", "Edit", "Grep", "Glob", "Run"].map((t) => PREFIX + t)));
+    expect(tools).toEqual(
+      expect.arrayContaining(["Read", "Write", "Edit", "Grep", "Glob", "Run"].map((t) => PREFIX + t)),
+    );
     expect(tools.some((t) => /__Task/.test(t))).toBe(false);
     expect(body).toContain("You are a backend engineer");
   });
 
   test(".mcp.json starts the plugin's launcher; plugin.json and the marketplace carry the same version", async () => {
     const mcp = JSON.parse(await fs.readFile(path.join(PLUGIN, ".mcp.json"), "utf8"));
-    expect(mcp).toEqual({ mcpServers: { "backend-developer": { command: "node", args: ["${CLAUDE_PLUGIN_ROOT}/bin/server.mjs"], timeout: 1_860_000 } } });
+    expect(mcp).toEqual({
+      mcpServers: {
+        "backend-developer": { command: "node", args: ["${CLAUDE_PLUGIN_ROOT}/bin/server.mjs"], timeout: 1_860_000 },
+      },
+    });
     const manifest = JSON.parse(await fs.readFile(path.join(PLUGIN, ".claude-plugin", "plugin.json"), "utf8"));
     expect(manifest).toMatchObject({ name: "backend-developer", version: pkg.version });
     const market = JSON.parse(await fs.readFile(path.join(ROOT, ".claude-plugin", "marketplace.json"), "utf8"));
-    expect(market).toMatchObject({ name: pkg.name, plugins: [{ name: "backend-developer", source: "./plugin", version: pkg.version }] });
+    expect(market).toMatchObject({
+      name: pkg.name,
+      plugins: [{ name: "backend-developer", source: "./plugin", version: pkg.version }],
+    });
   });
 });
 
@@ -141,12 +168,26 @@ describe("Claude Code", () => {
     expect(details.code).toBe(0);
     expect(details.out).toMatch(/Agents \(1\)\s+backend-developer/);
     expect(details.out).toMatch(/MCP servers \(1\)\s+backend-developer/);
-    for (const name of ["be-api", "be-auth", "be-docker", "be-migrate", "be-model", "be-service", "be-test", "be-validate"]) expect(details.out).toContain(name);
+    for (const name of [
+      "be-api",
+      "be-auth",
+      "be-docker",
+      "be-migrate",
+      "be-model",
+      "be-service",
+      "be-test",
+      "be-validate",
+    ])
+      expect(details.out).toContain(name);
     // Installed from a clone, the plugin runs in place on the clone's own build: the server connects, nothing published.
     const health = await claude(["mcp", "list"]);
-    expect(health.out).toContain(`plugin:backend-developer:backend-developer: node ${PLUGIN}/bin/server.mjs - ✔ Connected`);
+    expect(health.out).toContain(
+      `plugin:backend-developer:backend-developer: node ${PLUGIN}/bin/server.mjs - ✔ Connected`,
+    );
     // The installed copy is the plugin folder as generated.
     const cached = path.join(home, ".claude", "plugins", "cache", pkg.name, "backend-developer", pkg.version);
-    expect(await fs.readFile(path.join(cached, "agents", "backend-developer.md"), "utf8")).toBe(await fs.readFile(path.join(PLUGIN, "agents", "backend-developer.md"), "utf8"));
+    expect(await fs.readFile(path.join(cached, "agents", "backend-developer.md"), "utf8")).toBe(
+      await fs.readFile(path.join(PLUGIN, "agents", "backend-developer.md"), "utf8"),
+    );
   });
 });

@@ -40,7 +40,11 @@ afterAll(async () => {
 
 describe("bad calls get clear answers and the server keeps going", () => {
   test.each([
-    ["Read", { file_path: 5 }, /^Invalid arguments for Read:\n- "file_path": .*expected string.*\nFix the arguments and call Read again\.$/],
+    [
+      "Read",
+      { file_path: 5 },
+      /^Invalid arguments for Read:\n- "file_path": .*expected string.*\nFix the arguments and call Read again\.$/,
+    ],
     ["Read", {}, /^Invalid arguments for Read:\n- "file_path": /],
     ["Read", { file_path: "a.txt", offset: -1 }, /- "offset": /],
     ["Write", { file_path: "b.txt" }, /^Invalid arguments for Write:\n- "content": /],
@@ -89,7 +93,20 @@ describe("tools/list", () => {
     expect(byName.get("Edit")!.inputSchema.required).toEqual(["file_path", "old_string", "new_string"]);
     expect(byName.get("Grep")!.inputSchema.required).toEqual(["pattern"]);
     expect(Object.keys(byName.get("Grep")!.inputSchema.properties!)).toEqual(
-      expect.arrayContaining(["pattern", "path", "glob", "type", "output_mode", "-i", "-n", "-A", "-B", "-C", "multiline", "head_limit"]),
+      expect.arrayContaining([
+        "pattern",
+        "path",
+        "glob",
+        "type",
+        "output_mode",
+        "-i",
+        "-n",
+        "-A",
+        "-B",
+        "-C",
+        "multiline",
+        "head_limit",
+      ]),
     );
     expect(byName.get("Glob")!.inputSchema.required).toEqual(["pattern"]);
   });
@@ -97,8 +114,10 @@ describe("tools/list", () => {
   test("Read, Grep and Glob are read-only; Write and Edit are destructive", async () => {
     const { tools } = await c.client.listTools();
     const ann = (name: string) => tools.find((t) => t.name === name)!.annotations!;
-    for (const name of ["Read", "Grep", "Glob"]) expect(ann(name), name).toMatchObject({ readOnlyHint: true, destructiveHint: false, openWorldHint: false });
-    for (const name of ["Write", "Edit"]) expect(ann(name), name).toMatchObject({ readOnlyHint: false, destructiveHint: true, openWorldHint: false });
+    for (const name of ["Read", "Grep", "Glob"])
+      expect(ann(name), name).toMatchObject({ readOnlyHint: true, destructiveHint: false, openWorldHint: false });
+    for (const name of ["Write", "Edit"])
+      expect(ann(name), name).toMatchObject({ readOnlyHint: false, destructiveHint: true, openWorldHint: false });
     expect(ann("Write").idempotentHint).toBe(true);
     expect(ann("Edit").idempotentHint).toBe(false);
   });
@@ -106,9 +125,15 @@ describe("tools/list", () => {
   test("Write and Edit declare an outputSchema; the read-only tools do not", async () => {
     const { tools } = await c.client.listTools();
     const schema = (name: string) => tools.find((t) => t.name === name)!.outputSchema;
-    expect(schema("Write")).toMatchObject({ type: "object", required: expect.arrayContaining(["file_path", "action", "bytes", "lines", "message"]) });
+    expect(schema("Write")).toMatchObject({
+      type: "object",
+      required: expect.arrayContaining(["file_path", "action", "bytes", "lines", "message"]),
+    });
     expect(Object.keys(schema("Write")!.properties!)).toEqual(["file_path", "action", "bytes", "lines", "message"]);
-    expect(schema("Edit")).toMatchObject({ type: "object", required: expect.arrayContaining(["file_path", "replacements", "snippet", "diff"]) });
+    expect(schema("Edit")).toMatchObject({
+      type: "object",
+      required: expect.arrayContaining(["file_path", "replacements", "snippet", "diff"]),
+    });
     for (const name of ["Read", "Grep", "Glob"]) expect(schema(name), name).toBeUndefined();
   });
 });
@@ -117,12 +142,16 @@ describe("prompts", () => {
   test("backend-developer and the be-* quick commands are listed with their arguments", async () => {
     const { prompts } = await c.client.listPrompts();
     const byName = new Map(prompts.map((p) => [p.name, p]));
-    expect(byName.get("backend-developer")!.arguments).toEqual([expect.objectContaining({ name: "task", required: false })]);
+    expect(byName.get("backend-developer")!.arguments).toEqual([
+      expect.objectContaining({ name: "task", required: false }),
+    ]);
     expect(byName.get("be-api")!.arguments).toEqual([
       expect.objectContaining({ name: "resource", required: true }),
       expect.objectContaining({ name: "operations", required: false }),
     ]);
-    const commands = (await fs.readdir(path.join(ROOT, "prompts", "commands"))).filter((f) => f.endsWith(".md")).map((f) => `be-${f.slice(0, -3)}`);
+    const commands = (await fs.readdir(path.join(ROOT, "prompts", "commands")))
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => `be-${f.slice(0, -3)}`);
     expect(commands.length).toBeGreaterThan(0);
     for (const name of commands) expect(byName.get(name)?.description, name).toBeTruthy();
   });
@@ -131,7 +160,9 @@ describe("prompts", () => {
     const r = await c.client.getPrompt({ name: "be-api", arguments: { resource: "orders", operations: "list, get" } });
     const body = (r.messages[0]!.content as { text: string }).text;
     expect(body).toContain("Implement API endpoints for the resource: orders");
-    expect(body).toContain("Operations requested (if blank, implement list, get, create, update and delete): list, get");
+    expect(body).toContain(
+      "Operations requested (if blank, implement list, get, create, update and delete): list, get",
+    );
     expect(body).not.toMatch(/\{\{\s*\w+\s*\}\}/);
   });
 
@@ -139,7 +170,10 @@ describe("prompts", () => {
     const role = readFileSync(path.join(ROOT, "prompts", "agents", "backend-developer.md"), "utf8");
     const plain = await c.client.getPrompt({ name: "backend-developer" });
     expect((plain.messages[0]!.content as { text: string }).text).toBe(role);
-    const withTask = await c.client.getPrompt({ name: "backend-developer", arguments: { task: "Add a /health endpoint" } });
+    const withTask = await c.client.getPrompt({
+      name: "backend-developer",
+      arguments: { task: "Add a /health endpoint" },
+    });
     expect((withTask.messages[0]!.content as { text: string }).text).toBe(`${role}\n\n## Task\nAdd a /health endpoint`);
   });
 });
@@ -175,13 +209,23 @@ describe("command line", () => {
   });
 
   test("a missing workspace exits 2 with a clear message on stderr and nothing on stdout", () => {
-    expect(out.missing).toEqual({ code: 2, stdout: "", stderr: `${pkg.name}: Cannot use workspace ${missing()}: it does not exist\n` });
+    expect(out.missing).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `${pkg.name}: Cannot use workspace ${missing()}: it does not exist\n`,
+    });
   });
 
   test("a workspace that is a file, and an unknown option, also exit 2", () => {
-    expect(out.file).toEqual({ code: 2, stdout: "", stderr: `${pkg.name}: Cannot use workspace ${file()}: ${file()} is not a directory\n` });
+    expect(out.file).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `${pkg.name}: Cannot use workspace ${file()}: ${file()} is not a directory\n`,
+    });
     expect(out.bogus).toMatchObject({ code: 2, stdout: "" });
-    expect(out.bogus!.stderr).toMatch(/^backend-developer-mcp: Unknown option '--bogus'.*\nRun with --help for usage\.\n$/s);
+    expect(out.bogus!.stderr).toMatch(
+      /^backend-developer-mcp: Unknown option '--bogus'.*\nRun with --help for usage\.\n$/s,
+    );
   });
 });
 
@@ -198,18 +242,37 @@ describe("raw stdio", () => {
       stdout
         .split("\n")
         .filter(Boolean)
-        .map((l) => JSON.parse(l) as { jsonrpc: string; id?: number; result?: Record<string, unknown>; error?: { code: number } });
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              jsonrpc: string;
+              id?: number;
+              result?: Record<string, unknown>;
+              error?: { code: number };
+            },
+        );
 
-    send({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } });
+    send({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+    });
     send({ jsonrpc: "2.0", method: "notifications/initialized" });
     send("this is not json at all");
     send({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "Read", arguments: { file_path: "a.txt" } } });
     send({ jsonrpc: "2.0", id: 3, method: "tools/call", params: { name: "Nope", arguments: {} } });
-    send({ jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "Grep", arguments: { pattern: "hi", output_mode: "content" } } });
+    send({
+      jsonrpc: "2.0",
+      id: 4,
+      method: "tools/call",
+      params: { name: "Grep", arguments: { pattern: "hi", output_mode: "content" } },
+    });
     send({ jsonrpc: "2.0", id: 5, method: "ping" });
 
     const deadline = Date.now() + 15_000;
-    while (new Set(responses().map((r) => r.id)).size < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (new Set(responses().map((r) => r.id)).size < 5 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
     child.stdin.end();
     const code = await exited;
 
@@ -223,9 +286,16 @@ describe("raw stdio", () => {
     expect(byId.get(4)!.result).toEqual({ content: [{ type: "text", text: "a.txt:1:hi" }] });
     expect(byId.get(5)!.result).toEqual({});
 
-    const logLines = stderr.split("\n").filter(Boolean).filter((l) => !/^\[backend-developer-mcp\] warning: .*sandbox/i.test(l));
+    const logLines = stderr
+      .split("\n")
+      .filter(Boolean)
+      .filter((l) => !/^\[backend-developer-mcp\] warning: .*sandbox/i.test(l));
     expect(logLines).toHaveLength(1);
-    expect(logLines[0]).toMatch(new RegExp(`^\\[${pkg.name}\\] info: v${pkg.version.replaceAll(".", "\\.")} · workspace ${ws} · .*tools Read, Write, Edit, Grep, Glob`));
+    expect(logLines[0]).toMatch(
+      new RegExp(
+        `^\\[${pkg.name}\\] info: v${pkg.version.replaceAll(".", "\\.")} · workspace ${ws} · .*tools Read, Write, Edit, Grep, Glob`,
+      ),
+    );
     expect(code).toBe(0);
   });
 });

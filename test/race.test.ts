@@ -43,7 +43,13 @@ async function snap(dir: string, out = new Map<string, string>()): Promise<Map<s
     const abs = path.join(dir, name);
     const st = await fs.lstat(abs);
     if (st.isDirectory()) await snap(abs, out.set(abs, "dir"));
-    else out.set(abs, st.isSymbolicLink() ? `-> ${await fs.readlink(abs)}` : `${st.size}@${st.mtimeMs} ${(await fs.readFile(abs)).toString("base64")}`);
+    else
+      out.set(
+        abs,
+        st.isSymbolicLink()
+          ? `-> ${await fs.readlink(abs)}`
+          : `${st.size}@${st.mtimeMs} ${(await fs.readFile(abs)).toString("base64")}`,
+      );
   }
   return out;
 }
@@ -79,22 +85,32 @@ afterAll(async () => {
   await fs.rm(outer, { recursive: true, force: true });
 });
 
-test(`${WRITES} Writes and ${EDITS} Edits under a folder swapped with a link to outside change nothing outside`, { timeout: 600_000 }, async () => {
+test(`${WRITES} Writes and ${EDITS} Edits under a folder swapped with a link to outside change nothing outside`, {
+  timeout: 600_000,
+}, async () => {
   const before = await snap(outside);
-  const swapper = c.client.callTool({ name: "Run", arguments: { command: `python3 swap.py ${outside}`, timeout: 600_000 } }, undefined, { timeout: 600_000 });
+  const swapper = c.client.callTool(
+    { name: "Run", arguments: { command: `python3 swap.py ${outside}`, timeout: 600_000 } },
+    undefined,
+    { timeout: 600_000 },
+  );
   swapper.catch(() => undefined);
   expect(await waitUntil(() => existsSync(path.join(ws, "swap-started")), 30_000)).toBe(true);
 
   // Reads race too (they may read either side); Edits then go through the write path under the same race.
   for (let i = 0; i < EDITS; i++) await c.call("Read", { file_path: `d/e${i}.txt` });
   const written = await pool(WRITES, (i) => c.call("Write", { file_path: `d/f${i}.txt`, content: `written ${i}\n` }));
-  const edited = await pool(EDITS, (i) => c.call("Edit", { file_path: `d/e${i}.txt`, old_string: "inside", new_string: "edited" }));
+  const edited = await pool(EDITS, (i) =>
+    c.call("Edit", { file_path: `d/e${i}.txt`, old_string: "inside", new_string: "edited" }),
+  );
 
   await fs.writeFile(path.join(ws, "stop-swap"), "");
   const run = (await swapper) as CallToolResult;
   expect(text(run)).toMatch(/swaps \d+/);
   const swaps = Number(/swaps (\d+)/.exec(text(run))![1]);
-  process.stderr.write(`race: ${swaps} swaps, ${written} of ${WRITES} writes and ${edited} of ${EDITS} edits succeeded\n`);
+  process.stderr.write(
+    `race: ${swaps} swaps, ${written} of ${WRITES} writes and ${edited} of ${EDITS} edits succeeded\n`,
+  );
 
   expect(await snap(outside)).toEqual(before);
   // The race was real: both writes that landed and writes refused happened.

@@ -4,13 +4,17 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { connect, type Connection, fail, ok, tempDir } from "./helpers.js";
 
 /** A real 1×1 RGBA PNG. */
-const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==", "base64");
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+  "base64",
+);
 const numbered = (n: number, line: string) => `${String(n).padStart(6)}\t${line}`;
 const lines = (n: number, make: (i: number) => string) => Array.from({ length: n }, (_, i) => make(i + 1));
 
 let ws: string;
 let c: Connection;
-const put = (rel: string, data: string | Buffer) => fs.mkdir(path.dirname(path.join(ws, rel)), { recursive: true }).then(() => fs.writeFile(path.join(ws, rel), data));
+const put = (rel: string, data: string | Buffer) =>
+  fs.mkdir(path.dirname(path.join(ws, rel)), { recursive: true }).then(() => fs.writeFile(path.join(ws, rel), data));
 const read = (file_path: string, extra: Record<string, unknown> = {}) => c.call("Read", { file_path, ...extra });
 
 beforeAll(async () => {
@@ -25,7 +29,9 @@ afterAll(async () => {
 describe("Read text", () => {
   test("numbers lines like cat -n (6-wide number, tab) and drops the empty line after the final newline", async () => {
     await put("abc.txt", "alpha\n  beta\n\ngamma\n");
-    expect(ok(await read("abc.txt"))).toBe([numbered(1, "alpha"), numbered(2, "  beta"), numbered(3, ""), numbered(4, "gamma")].join("\n"));
+    expect(ok(await read("abc.txt"))).toBe(
+      [numbered(1, "alpha"), numbered(2, "  beta"), numbered(3, ""), numbered(4, "gamma")].join("\n"),
+    );
   });
 
   test("a file without a final newline shows its last line; CRLF files show no \\r", async () => {
@@ -52,16 +58,22 @@ describe("Read text", () => {
     expect(ok(await read("ten.txt", { offset: 3, limit: 2 }))).toBe(
       `${numbered(3, "line 3")}\n${numbered(4, "line 4")}\n\n[Showing lines 3-4 of 10 (limit 2). Continue with offset=5.]`,
     );
-    expect(ok(await read("ten.txt", { offset: 9, limit: 5 }))).toBe(`${numbered(9, "line 9")}\n${numbered(10, "line 10")}`);
+    expect(ok(await read("ten.txt", { offset: 9, limit: 5 }))).toBe(
+      `${numbered(9, "line 9")}\n${numbered(10, "line 10")}`,
+    );
     expect(ok(await read("ten.txt", { offset: 10 }))).toBe(numbered(10, "line 10"));
   });
 
   test("an offset past the end is refused with the line count", async () => {
-    expect(fail(await read("ten.txt", { offset: 11 }))).toBe("offset 11 is past the end of ten.txt, which has 10 lines. Use an offset from 1 to 10.");
+    expect(fail(await read("ten.txt", { offset: 11 }))).toBe(
+      "offset 11 is past the end of ten.txt, which has 10 lines. Use an offset from 1 to 10.",
+    );
   });
 
   test("offset 0 and a non-integer limit are rejected as invalid arguments", async () => {
-    expect(fail(await read("ten.txt", { offset: 0 }))).toMatch(/^Invalid arguments for Read:\n- "offset": .*\nFix the arguments and call Read again\.$/);
+    expect(fail(await read("ten.txt", { offset: 0 }))).toMatch(
+      /^Invalid arguments for Read:\n- "offset": .*\nFix the arguments and call Read again\.$/,
+    );
     expect(fail(await read("ten.txt", { limit: 1.5 }))).toMatch(/"limit"/);
   });
 
@@ -81,7 +93,11 @@ describe("Read text", () => {
   test("cuts lines over 2000 characters with a marker giving the real length", async () => {
     await put("wide.txt", `short\n${"x".repeat(5000)}\n${"y".repeat(2000)}\n`);
     expect(ok(await read("wide.txt"))).toBe(
-      [numbered(1, "short"), numbered(2, `${"x".repeat(2000)}… [line cut: 5000 characters]`), numbered(3, "y".repeat(2000))].join("\n"),
+      [
+        numbered(1, "short"),
+        numbered(2, `${"x".repeat(2000)}… [line cut: 5000 characters]`),
+        numbered(3, "y".repeat(2000)),
+      ].join("\n"),
     );
   });
 
@@ -89,7 +105,10 @@ describe("Read text", () => {
     await put("huge.txt", `${lines(2000, (i) => String(i % 10).repeat(1000)).join("\n")}\n`);
     const out = ok(await read("huge.txt"));
     expect(out.length).toBeLessThanOrEqual(80_000);
-    const m = /\n\n\[Showing lines 1-(\d+) of 2000 to stay within the result size limit\. Continue with offset=(\d+)\.\]$/.exec(out);
+    const m =
+      /\n\n\[Showing lines 1-(\d+) of 2000 to stay within the result size limit\. Continue with offset=(\d+)\.\]$/.exec(
+        out,
+      );
     expect(m).not.toBeNull();
     const last = Number(m![1]);
     expect(Number(m![2])).toBe(last + 1);
@@ -129,7 +148,11 @@ describe("Read special files", () => {
 
   test("images are recognised by their bytes, not their names", async () => {
     await put("img/renamed.dat", PNG);
-    expect((await read("img/renamed.dat")).content[1]).toEqual({ type: "image", data: PNG.toString("base64"), mimeType: "image/png" });
+    expect((await read("img/renamed.dat")).content[1]).toEqual({
+      type: "image",
+      data: PNG.toString("base64"),
+      mimeType: "image/png",
+    });
     await put("img/notes.png", "not really an image\n");
     expect(ok(await read("img/notes.png"))).toBe("     1\tnot really an image");
   });
@@ -144,7 +167,9 @@ describe("Read special files", () => {
     await put("listing/inner/b.txt", "b");
     await put("listing/.hidden", "h");
     const msg = fail(await read("listing"));
-    expect(msg.startsWith("listing is a directory, not a file. Read takes a file; use Glob to list files. It contains:\n")).toBe(true);
+    expect(
+      msg.startsWith("listing is a directory, not a file. Read takes a file; use Glob to list files. It contains:\n"),
+    ).toBe(true);
     expect(msg.split("\n").slice(1).sort()).toEqual(["  .hidden", "  a.txt", "  inner/"]);
   });
 
@@ -160,6 +185,8 @@ describe("Read special files", () => {
   });
 
   test("a missing file says so and suggests Glob", async () => {
-    expect(fail(await read("nope/missing.txt"))).toBe("File not found: nope/missing.txt. Check the path, or use Glob to find the file.");
+    expect(fail(await read("nope/missing.txt"))).toBe(
+      "File not found: nope/missing.txt. Check the path, or use Glob to find the file.",
+    );
   });
 });

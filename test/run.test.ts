@@ -19,16 +19,23 @@ interface RunResult {
 }
 
 const structured = (r: CallToolResult) => r.structuredContent as unknown as RunResult;
-const peakRss = async (pid: number) => Number(/VmHWM:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+const peakRss = async (pid: number) =>
+  Number(/VmHWM:\s+(\d+)/.exec(await fs.readFile(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
 const hasBwrap = spawnSync("bash", ["-c", "command -v bwrap && command -v socat"]).status === 0;
-
 
 let ws: string;
 let c: Connection;
 
 beforeAll(async () => {
   ws = await tempDir();
-  c = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "sk-ant-test-secret", GH_TOKEN: "ghp-test", DB_PASSWORD: "hunter2", MY_SETTING: "visible?" } });
+  c = await connect(["--workspace", ws], {
+    env: {
+      ANTHROPIC_API_KEY: "sk-ant-test-secret",
+      GH_TOKEN: "ghp-test",
+      DB_PASSWORD: "hunter2",
+      MY_SETTING: "visible?",
+    },
+  });
 });
 afterAll(async () => {
   await c.close();
@@ -59,7 +66,9 @@ describe("Run", () => {
   });
 
   test("caps 50 MB of output to head and tail with a marker, and the server's memory stays bounded", async () => {
-    const r = await c.call("Run", { command: "echo FIRST; head -c 50000000 /dev/zero | tr '\\0' 'x' | fold -w 100; echo; echo LAST" });
+    const r = await c.call("Run", {
+      command: "echo FIRST; head -c 50000000 /dev/zero | tr '\\0' 'x' | fold -w 100; echo; echo LAST",
+    });
     const s = structured(r);
     expect(s.exit_code).toBe(0);
     expect(s.output.length).toBeLessThanOrEqual(30_000);
@@ -72,7 +81,10 @@ describe("Run", () => {
 
   test("a timeout kills the whole tree, background jobs and grandchildren included", async () => {
     const marker = `301.${process.pid}1`;
-    const r = await c.call("Run", { command: `sleep ${marker} & (sleep ${marker}; echo never) & bash -c 'sleep ${marker}'; wait`, timeout: 1000 });
+    const r = await c.call("Run", {
+      command: `sleep ${marker} & (sleep ${marker}; echo never) & bash -c 'sleep ${marker}'; wait`,
+      timeout: 1000,
+    });
     const s = structured(r);
     expect(s.timed_out).toBe(true);
     expect(text(r)).toContain("Timed out after 1000 ms");
@@ -89,7 +101,11 @@ describe("Run", () => {
   test("cancelling the request kills the tree and the server goes on", async () => {
     const marker = `303.${process.pid}1`;
     const abort = new AbortController();
-    const call = c.client.callTool({ name: "Run", arguments: { command: `sleep ${marker} & sleep ${marker}; wait` } }, undefined, { signal: abort.signal });
+    const call = c.client.callTool(
+      { name: "Run", arguments: { command: `sleep ${marker} & sleep ${marker}; wait` } },
+      undefined,
+      { signal: abort.signal },
+    );
     expect(await waitUntil(() => processAlive(marker), 5000)).toBe(true);
     abort.abort();
     await expect(call).rejects.toThrow();
@@ -118,7 +134,8 @@ describe("Run", () => {
     const s = structured(await c.call("Run", { command: "env" }));
     expect(s.output).toMatch(/^HOME=/m);
     expect(s.output).toMatch(/^PATH=/m);
-    for (const name of ["ANTHROPIC_API_KEY", "GH_TOKEN", "DB_PASSWORD", "MY_SETTING"]) expect(s.output).not.toMatch(new RegExp(`^${name}=`, "m"));
+    for (const name of ["ANTHROPIC_API_KEY", "GH_TOKEN", "DB_PASSWORD", "MY_SETTING"])
+      expect(s.output).not.toMatch(new RegExp(`^${name}=`, "m"));
     expect(s.output).not.toContain("sk-ant-test-secret");
   });
 
@@ -139,7 +156,9 @@ describe("Run", () => {
 describe("Run options", () => {
   test("--allow-env passes exactly the named variable", async () => {
     const dir = await tempDir();
-    const conn = await connect(["--workspace", dir, "--allow-env", "GH_TOKEN"], { env: { GH_TOKEN: "ghp-allowed", OTHER_TOKEN: "no" } });
+    const conn = await connect(["--workspace", dir, "--allow-env", "GH_TOKEN"], {
+      env: { GH_TOKEN: "ghp-allowed", OTHER_TOKEN: "no" },
+    });
     const s = structured(await conn.call("Run", { command: "env" }));
     expect(s.output).toMatch(/^GH_TOKEN=ghp-allowed$/m);
     expect(s.output).not.toMatch(/^OTHER_TOKEN=/m);
@@ -150,8 +169,10 @@ describe("Run options", () => {
     const dir = await tempDir();
     const conn = await connect(["--workspace", dir, "--max-commands", "1"]);
     // Each command holds its slot until the test opens its gate; a second command starting meanwhile would log "start" twice.
-    const cmd = (n: number) => `echo start ${n} >> log; until [ -e gate${n} ]; do sleep 0.02; done; echo end ${n} >> log`;
-    const log = () => readFileSync(path.join(dir, "log"), { encoding: "utf8", flag: "a+" }).trim().split("\n").filter(Boolean);
+    const cmd = (n: number) =>
+      `echo start ${n} >> log; until [ -e gate${n} ]; do sleep 0.02; done; echo end ${n} >> log`;
+    const log = () =>
+      readFileSync(path.join(dir, "log"), { encoding: "utf8", flag: "a+" }).trim().split("\n").filter(Boolean);
     const calls = [1, 2, 3].map((n) => conn.call("Run", { command: cmd(n) }));
     for (let step = 1; step <= 3; step++) {
       expect(await waitUntil(() => log().length === 2 * step - 1, 10_000)).toBe(true);
@@ -194,7 +215,9 @@ describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
 
   test("the .git folder stays read-only to commands, since the server runs git outside the sandbox", async () => {
     spawnSync("git", ["init", "-q", ws]);
-    const s = structured(await c.call("Run", { command: "echo '../../evil' > .git/commondir; echo done > allowed.txt; cat allowed.txt" }));
+    const s = structured(
+      await c.call("Run", { command: "echo '../../evil' > .git/commondir; echo done > allowed.txt; cat allowed.txt" }),
+    );
     expect(s.output).toContain("Read-only file system");
     expect(s.output).toContain("done");
     await expect(fs.access(path.join(ws, ".git", "commondir"))).rejects.toThrow();
@@ -214,7 +237,10 @@ describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
 
   test("--sandbox os refuses to start without bubblewrap, naming the package", async () => {
     const dir = await tempDir();
-    const r = spawnSync(process.execPath, [CLI, "--workspace", dir, "--sandbox", "os"], { env: { PATH: "/nonexistent", HOME: dir }, encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "--workspace", dir, "--sandbox", "os"], {
+      env: { PATH: "/nonexistent", HOME: dir },
+      encoding: "utf8",
+    });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("apt-get install bubblewrap socat");
     expect(r.stdout).toBe("");

@@ -15,7 +15,10 @@ const FILES: [string, string][] = [
   ["docs/readme.md", "Hello docs\n"],
   ["src/util.ts", "export const hello = 1;\n"],
   ["src/nested/deep.ts", "export const deep = true;\n"],
-  ["src/app.ts", 'import { a } from "./a";\n// TODO: first\nexport function Hello() {\n  return "hello world";\n}\n// todo: second\n'],
+  [
+    "src/app.ts",
+    'import { a } from "./a";\n// TODO: first\nexport function Hello() {\n  return "hello world";\n}\n// todo: second\n',
+  ],
   ["src/view.tsx", "export const View = () => null; // TODO: third\n"],
   [".hidden/conf.ts", "export const hello = 'hidden';\n"],
   ["ignored/secret.ts", "hello from an ignored folder\n"],
@@ -60,9 +63,22 @@ beforeAll(async () => {
   await put(plain, "sub/kept.txt", "token\n");
   await fs.mkdir(path.join(plain, "big"));
   await Promise.all(
-    Array.from({ length: BIG_FILES }, (_, i) => fs.writeFile(path.join(plain, "big", `file-name-padded-so-that-twelve-hundred-exceed-the-budget-${String(i).padStart(5, "0")}.dat`), "needle\n")),
+    Array.from({ length: BIG_FILES }, (_, i) =>
+      fs.writeFile(
+        path.join(
+          plain,
+          "big",
+          `file-name-padded-so-that-twelve-hundred-exceed-the-budget-${String(i).padStart(5, "0")}.dat`,
+        ),
+        "needle\n",
+      ),
+    ),
   );
-  await put(plain, "many/lines.md", Array.from({ length: BIG_LINES }, (_, i) => `haystack ${i} with some padding text to make it longer`).join("\n"));
+  await put(
+    plain,
+    "many/lines.md",
+    Array.from({ length: BIG_LINES }, (_, i) => `haystack ${i} with some padding text to make it longer`).join("\n"),
+  );
 
   [c, p] = await Promise.all([connect(["--workspace", ws]), connect(["--workspace", plain])]);
 });
@@ -78,19 +94,28 @@ describe.concurrent("Grep output modes", () => {
 
   test("content shows path:line:text", async () => {
     const rows = ok(await grep({ pattern: "TODO", output_mode: "content" })).split("\n");
-    expect(rows.sort()).toEqual(["src/app.ts:2:// TODO: first", "src/view.tsx:1:export const View = () => null; // TODO: third"]);
+    expect(rows.sort()).toEqual([
+      "src/app.ts:2:// TODO: first",
+      "src/view.tsx:1:export const View = () => null; // TODO: third",
+    ]);
   });
 
   test("content without line numbers when -n is false", async () => {
-    expect(ok(await grep({ pattern: "TODO", output_mode: "content", "-n": false, path: "src/app.ts" }))).toBe("src/app.ts:// TODO: first");
+    expect(ok(await grep({ pattern: "TODO", output_mode: "content", "-n": false, path: "src/app.ts" }))).toBe(
+      "src/app.ts:// TODO: first",
+    );
   });
 
   test("count gives matching lines per file, sorted by path, with a total", async () => {
-    expect(ok(await grep({ pattern: "o", output_mode: "count", path: "src" }))).toBe("7 matching lines in 4 files\nsrc/app.ts:4\nsrc/nested/deep.ts:1\nsrc/util.ts:1\nsrc/view.tsx:1");
+    expect(ok(await grep({ pattern: "o", output_mode: "count", path: "src" }))).toBe(
+      "7 matching lines in 4 files\nsrc/app.ts:4\nsrc/nested/deep.ts:1\nsrc/util.ts:1\nsrc/view.tsx:1",
+    );
   });
 
   test("count on a single file still names the file", async () => {
-    expect(ok(await grep({ pattern: "o", output_mode: "count", path: "src/app.ts" }))).toBe("4 matching lines in 1 file\nsrc/app.ts:4");
+    expect(ok(await grep({ pattern: "o", output_mode: "count", path: "src/app.ts" }))).toBe(
+      "4 matching lines in 1 file\nsrc/app.ts:4",
+    );
   });
 
   test("no match says so", async () => {
@@ -102,21 +127,38 @@ describe.concurrent("Grep output modes", () => {
 
 describe.concurrent("Grep options", () => {
   test("-i ignores case", async () => {
-    expect(ok(await grep({ pattern: "todo", "-i": true, output_mode: "content", path: "src/app.ts" }))).toBe("src/app.ts:2:// TODO: first\nsrc/app.ts:6:// todo: second");
-    expect(ok(await grep({ pattern: "HELLO", "-i": true }))).toBe("Found 4 files\n.hidden/conf.ts\nsrc/app.ts\nsrc/util.ts\ndocs/readme.md");
+    expect(ok(await grep({ pattern: "todo", "-i": true, output_mode: "content", path: "src/app.ts" }))).toBe(
+      "src/app.ts:2:// TODO: first\nsrc/app.ts:6:// todo: second",
+    );
+    expect(ok(await grep({ pattern: "HELLO", "-i": true }))).toBe(
+      "Found 4 files\n.hidden/conf.ts\nsrc/app.ts\nsrc/util.ts\ndocs/readme.md",
+    );
   });
 
   test("-A, -B and -C add context lines, with -- between separate groups", async () => {
-    expect(ok(await grep({ pattern: "TODO", output_mode: "content", path: "src/app.ts", "-A": 1 }))).toBe("src/app.ts:2:// TODO: first\nsrc/app.ts-3-export function Hello() {");
-    expect(ok(await grep({ pattern: "TODO", output_mode: "content", path: "src/app.ts", "-B": 1 }))).toBe('src/app.ts-1-import { a } from "./a";\nsrc/app.ts:2:// TODO: first');
+    expect(ok(await grep({ pattern: "TODO", output_mode: "content", path: "src/app.ts", "-A": 1 }))).toBe(
+      "src/app.ts:2:// TODO: first\nsrc/app.ts-3-export function Hello() {",
+    );
+    expect(ok(await grep({ pattern: "TODO", output_mode: "content", path: "src/app.ts", "-B": 1 }))).toBe(
+      'src/app.ts-1-import { a } from "./a";\nsrc/app.ts:2:// TODO: first',
+    );
     expect(ok(await grep({ pattern: "todo", "-i": true, output_mode: "content", path: "src/app.ts", "-C": 1 }))).toBe(
-      ['src/app.ts-1-import { a } from "./a";', "src/app.ts:2:// TODO: first", "src/app.ts-3-export function Hello() {", "--", "src/app.ts-5-}", "src/app.ts:6:// todo: second"].join("\n"),
+      [
+        'src/app.ts-1-import { a } from "./a";',
+        "src/app.ts:2:// TODO: first",
+        "src/app.ts-3-export function Hello() {",
+        "--",
+        "src/app.ts-5-}",
+        "src/app.ts:6:// todo: second",
+      ].join("\n"),
     );
   });
 
   test("glob filters file names", async () => {
     expect(ok(await grep({ pattern: "TODO", glob: "*.tsx" }))).toBe("Found 1 file\nsrc/view.tsx");
-    expect(ok(await grep({ pattern: "export", glob: "src/**/*.ts" }))).toBe("Found 3 files\nsrc/app.ts\nsrc/nested/deep.ts\nsrc/util.ts");
+    expect(ok(await grep({ pattern: "export", glob: "src/**/*.ts" }))).toBe(
+      "Found 3 files\nsrc/app.ts\nsrc/nested/deep.ts\nsrc/util.ts",
+    );
   });
 
   test("type filters by ripgrep file type; an unknown type is a clear error", async () => {
@@ -126,10 +168,18 @@ describe.concurrent("Grep options", () => {
 
   test("path narrows to a folder or file, given relative or absolute; results stay relative", async () => {
     expect(ok(await grep({ pattern: "export", path: "src/nested" }))).toBe("Found 1 file\nsrc/nested/deep.ts");
-    expect(ok(await grep({ pattern: "export", path: path.join(ws, "src", "nested") }))).toBe("Found 1 file\nsrc/nested/deep.ts");
-    expect(ok(await grep({ pattern: "deep", path: "src/nested/deep.ts", output_mode: "content" }))).toBe("src/nested/deep.ts:1:export const deep = true;");
-    expect(ok(await grep({ pattern: "hello", path: "." }))).toBe("Found 3 files\n.hidden/conf.ts\nsrc/app.ts\nsrc/util.ts");
-    expect(fail(await grep({ pattern: "x", path: "nope" }))).toBe("Path not found: nope. Give an existing file or folder inside the workspace.");
+    expect(ok(await grep({ pattern: "export", path: path.join(ws, "src", "nested") }))).toBe(
+      "Found 1 file\nsrc/nested/deep.ts",
+    );
+    expect(ok(await grep({ pattern: "deep", path: "src/nested/deep.ts", output_mode: "content" }))).toBe(
+      "src/nested/deep.ts:1:export const deep = true;",
+    );
+    expect(ok(await grep({ pattern: "hello", path: "." }))).toBe(
+      "Found 3 files\n.hidden/conf.ts\nsrc/app.ts\nsrc/util.ts",
+    );
+    expect(fail(await grep({ pattern: "x", path: "nope" }))).toBe(
+      "Path not found: nope. Give an existing file or folder inside the workspace.",
+    );
   });
 
   test("head_limit keeps the first entries and says how many were left out", async () => {
@@ -145,11 +195,15 @@ describe.concurrent("Grep options", () => {
     const msg = fail(await grep({ pattern: "foo(" }));
     expect(msg).toContain("regex parse error");
     expect(msg).toContain('escape a special character with a backslash to match it literally, e.g. "\\("');
-    expect(ok(await grep({ pattern: "Hello\\(", output_mode: "content" }))).toContain("src/app.ts:3:export function Hello() {");
+    expect(ok(await grep({ pattern: "Hello\\(", output_mode: "content" }))).toContain(
+      "src/app.ts:3:export function Hello() {",
+    );
   });
 
   test("multiline lets a pattern span lines; without it a \\n pattern is a clear error", async () => {
-    expect(ok(await grep({ pattern: "start\\nmiddle", multiline: true, output_mode: "content" }))).toBe("ml.txt:1:start\nmiddle");
+    expect(ok(await grep({ pattern: "start\\nmiddle", multiline: true, output_mode: "content" }))).toBe(
+      "ml.txt:1:start\nmiddle",
+    );
     expect(ok(await grep({ pattern: "start.middle", multiline: true }))).toBe("Found 1 file\nml.txt");
     expect(fail(await grep({ pattern: "start\\nmiddle" }))).toMatch(/^ripgrep failed: .*multiline/s);
   });
@@ -166,8 +220,12 @@ describe.concurrent("Grep ignores, safety and size", () => {
 
   test("a glob does not bring back files that .gitignore skips", async () => {
     expect(ok(await grep({ pattern: "hello", glob: "*.log" }))).toBe("No matches found.");
-    expect(ok(await grep({ pattern: "hello", glob: "**/*.ts", output_mode: "count" }))).toBe("3 matching lines in 3 files\n.hidden/conf.ts:1\nsrc/app.ts:1\nsrc/util.ts:1");
-    expect(ok(await grep({ pattern: "hello", glob: "*", output_mode: "content", "-i": true, path: "." }))).not.toMatch(/debug\.log|ignored\//);
+    expect(ok(await grep({ pattern: "hello", glob: "**/*.ts", output_mode: "count" }))).toBe(
+      "3 matching lines in 3 files\n.hidden/conf.ts:1\nsrc/app.ts:1\nsrc/util.ts:1",
+    );
+    expect(ok(await grep({ pattern: "hello", glob: "*", output_mode: "content", "-i": true, path: "." }))).not.toMatch(
+      /debug\.log|ignored\//,
+    );
   });
 
   test("a glob or type that leaves no file to search is simply no match", async () => {
@@ -177,7 +235,9 @@ describe.concurrent("Grep ignores, safety and size", () => {
 
   test(".gitignore is respected in a plain folder (no git), including nested .gitignore files", async () => {
     expect(existsSync(path.join(plain, ".git"))).toBe(false);
-    expect(ok(await p.call("Grep", { pattern: "token", output_mode: "count" }))).toBe("2 matching lines in 2 files\nkeep.txt:1\nsub/kept.txt:1");
+    expect(ok(await p.call("Grep", { pattern: "token", output_mode: "count" }))).toBe(
+      "2 matching lines in 2 files\nkeep.txt:1\nsub/kept.txt:1",
+    );
   });
 
   test("shell metacharacters in the pattern are searched literally and run nothing", async () => {
@@ -186,7 +246,8 @@ describe.concurrent("Grep ignores, safety and size", () => {
     for (const pattern of ["$(touch pwned)", "`touch pwned`", "a; touch pwned", "a && touch pwned"]) {
       expect(ok(await grep({ pattern, glob: "*; touch pwned" }))).toBe("No matches found.");
     }
-    for (const dir of [ws, process.cwd(), os.tmpdir(), os.homedir()]) expect(existsSync(path.join(dir, "pwned"))).toBe(false);
+    for (const dir of [ws, process.cwd(), os.tmpdir(), os.homedir()])
+      expect(existsSync(path.join(dir, "pwned"))).toBe(false);
     expect((await allNames(ws)).filter((n) => n.includes("pwned"))).toEqual([]);
   });
 
@@ -198,8 +259,12 @@ describe.concurrent("Grep ignores, safety and size", () => {
   test("many matching files are capped below 80,000 characters with a left-out note", async () => {
     const out = ok(await p.call("Grep", { pattern: "needle", path: "big" }));
     expect(out.length).toBeLessThanOrEqual(80_000);
-    expect(out.startsWith(`Found ${BIG_FILES} files (sorted by path: over 1000 files)\nbig/file-name-padded`)).toBe(true);
-    const m = new RegExp(`\\n\\n\\[(\\d+) more files left out \\((\\d+) of ${BIG_FILES} shown\\)\\. Narrow the search`).exec(out);
+    expect(out.startsWith(`Found ${BIG_FILES} files (sorted by path: over 1000 files)\nbig/file-name-padded`)).toBe(
+      true,
+    );
+    const m = new RegExp(
+      `\\n\\n\\[(\\d+) more files left out \\((\\d+) of ${BIG_FILES} shown\\)\\. Narrow the search`,
+    ).exec(out);
     expect(m).not.toBeNull();
     expect(Number(m![1]) + Number(m![2])).toBe(BIG_FILES);
     expect(out.split("\n").filter((l) => l.startsWith("big/"))).toHaveLength(Number(m![2]));
@@ -218,7 +283,9 @@ describe.concurrent("Grep ignores, safety and size", () => {
 
 describe.concurrent("Glob", () => {
   test("matches at any depth, newest first, relative to the workspace", async () => {
-    expect(ok(await glob({ pattern: "**/*.ts" }))).toBe([".hidden/conf.ts", "src/app.ts", "src/nested/deep.ts", "src/util.ts"].join("\n"));
+    expect(ok(await glob({ pattern: "**/*.ts" }))).toBe(
+      [".hidden/conf.ts", "src/app.ts", "src/nested/deep.ts", "src/util.ts"].join("\n"),
+    );
     expect(ok(await glob({ pattern: "*.md" }))).toBe("docs/readme.md");
   });
 
@@ -230,15 +297,23 @@ describe.concurrent("Glob", () => {
     expect(ok(await p.call("Glob", { pattern: "*.ord" }))).toBe("order/b.ord\norder/c.ord\norder/a.ord");
     await stamp("a.ord", 0);
     expect(ok(await p.call("Glob", { pattern: "*.ord", path: "order" }))).toBe("order/a.ord\norder/b.ord\norder/c.ord");
-    expect(ok(await p.call("Grep", { pattern: "ord", path: "order" }))).toBe("Found 3 files\norder/a.ord\norder/b.ord\norder/c.ord");
+    expect(ok(await p.call("Grep", { pattern: "ord", path: "order" }))).toBe(
+      "Found 3 files\norder/a.ord\norder/b.ord\norder/c.ord",
+    );
   });
 
   test(".gitignore is respected in a git repository and in a plain folder; .git is skipped", async () => {
     const all = ok(await glob({ pattern: "**/*" })).split("\n");
-    expect(all.sort()).toEqual(FILES.map(([f]) => f).filter((f) => !/^ignored\/|\.log$/.test(f)).sort());
+    expect(all.sort()).toEqual(
+      FILES.map(([f]) => f)
+        .filter((f) => !/^ignored\/|\.log$/.test(f))
+        .sort(),
+    );
     expect(ok(await glob({ pattern: "*.log" }))).toBe("No files match *.log.");
     expect(ok(await glob({ pattern: "ignored/*" }))).toBe("No files match ignored/*.");
-    expect(ok(await glob({ pattern: "**/*", path: "src" }))).toBe("src/view.tsx\nsrc/app.ts\nsrc/nested/deep.ts\nsrc/util.ts");
+    expect(ok(await glob({ pattern: "**/*", path: "src" }))).toBe(
+      "src/view.tsx\nsrc/app.ts\nsrc/nested/deep.ts\nsrc/util.ts",
+    );
     expect(ok(await glob({ pattern: "config" }))).toBe("No files match config.");
     expect(
       ok(await p.call("Glob", { pattern: "**/*.txt" }))
@@ -254,7 +329,9 @@ describe.concurrent("Glob", () => {
     expect(ok(await glob({ pattern: "!nested/**", path: "src" }))).toBe("src/view.tsx\nsrc/app.ts\nsrc/util.ts");
     expect(ok(await glob({ pattern: "*.ts", path: path.join(ws, "src", "nested") }))).toBe("src/nested/deep.ts");
     expect(ok(await glob({ pattern: "*.rs", path: "src" }))).toBe("No files match *.rs in src.");
-    expect(fail(await glob({ pattern: "*", path: "nope" }))).toBe("Path not found: nope. Give an existing file or folder inside the workspace.");
+    expect(fail(await glob({ pattern: "*", path: "nope" }))).toBe(
+      "Path not found: nope. Give an existing file or folder inside the workspace.",
+    );
   });
 
   test("returns at most 1000 paths and says how many were left out", async () => {
@@ -262,6 +339,10 @@ describe.concurrent("Glob", () => {
     expect(out.length).toBeLessThanOrEqual(80_000);
     const shown = out.split("\n").filter((l) => l.startsWith("big/"));
     expect(shown).toHaveLength(1000);
-    expect(out.endsWith(`\n\n[${BIG_FILES - 1000} more files left out (1000 of ${BIG_FILES} shown). Use a more specific pattern or path.]`)).toBe(true);
+    expect(
+      out.endsWith(
+        `\n\n[${BIG_FILES - 1000} more files left out (1000 of ${BIG_FILES} shown). Use a more specific pattern or path.]`,
+      ),
+    ).toBe(true);
   });
 });

@@ -43,7 +43,12 @@ class Raw {
   }
 
   async initialize(): Promise<void> {
-    this.send({ jsonrpc: "2.0", id: "init", method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } });
+    this.send({
+      jsonrpc: "2.0",
+      id: "init",
+      method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+    });
     expect((await this.reply("init")).result).toBeDefined();
     this.send({ jsonrpc: "2.0", method: "notifications/initialized" });
   }
@@ -71,7 +76,12 @@ describe("message size limit", () => {
     expect((error as McpError).message).toMatch(/over the server's limit of 10 MiB/);
     expect(ok(await c.call("Read", { file_path: "a.txt" }))).toContain("hello");
     await expect(fs.stat(path.join(ws, "big.txt"))).rejects.toThrow();
-    expect(c.stderr().split("\n").filter((l) => /limit of 10 MiB/.test(l))).toHaveLength(1);
+    expect(
+      c
+        .stderr()
+        .split("\n")
+        .filter((l) => /limit of 10 MiB/.test(l)),
+    ).toHaveLength(1);
   });
 
   test("a message just under the limit is accepted", async () => {
@@ -89,24 +99,41 @@ describe("raw stdio", () => {
   afterAll(() => raw?.close());
 
   test("tools/call before initialize gets an error, not an answer; initialize then works", async () => {
-    raw.send({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "Read", arguments: { file_path: "a.txt" } } });
+    raw.send({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "tools/call",
+      params: { name: "Read", arguments: { file_path: "a.txt" } },
+    });
     const early = await raw.reply(1);
     expect(early.result).toBeUndefined();
     expect(early.error).toMatchObject({ code: ErrorCode.InvalidRequest, message: expect.stringMatching(/initialize/) });
     await raw.initialize();
-    raw.send({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "Read", arguments: { file_path: "a.txt" } } });
+    raw.send({
+      jsonrpc: "2.0",
+      id: 2,
+      method: "tools/call",
+      params: { name: "Read", arguments: { file_path: "a.txt" } },
+    });
     expect(JSON.stringify((await raw.reply(2)).result)).toContain("hello");
   });
 
   test("an over-long line with the id first (as other SDKs send it) is answered with that id", async () => {
     const params = { name: "Write", arguments: { file_path: "big2.txt", content: "z".repeat(LIMIT) } };
-    raw.proc.stdin.write(`{"jsonrpc":"2.0","id":"big-first","method":"tools/call","params":${JSON.stringify(params)}}\n`);
+    raw.proc.stdin.write(
+      `{"jsonrpc":"2.0","id":"big-first","method":"tools/call","params":${JSON.stringify(params)}}\n`,
+    );
     expect((await raw.reply("big-first")).error).toMatchObject({ code: ErrorCode.InvalidRequest });
   });
 
   test("a line that is not JSON gets a parse error, and the next request is served", async () => {
     raw.proc.stdin.write("{not json\n");
-    expect(await waitUntil(() => raw.replies.some((r) => (r.error as { code?: number } | undefined)?.code === ErrorCode.ParseError), 10_000)).toBe(true);
+    expect(
+      await waitUntil(
+        () => raw.replies.some((r) => (r.error as { code?: number } | undefined)?.code === ErrorCode.ParseError),
+        10_000,
+      ),
+    ).toBe(true);
     raw.send({ jsonrpc: "2.0", id: 3, method: "tools/list" });
     expect((await raw.reply(3)).result).toBeDefined();
   });

@@ -67,8 +67,16 @@ describe("checkPathString", () => {
 describe("decodeText / encodeText", () => {
   const cases: [string, Buffer, { text: string; encoding: string; bom: boolean }][] = [
     ["plain UTF-8", Buffer.from("héllo\nwörld\n"), { text: "héllo\nwörld\n", encoding: "utf8", bom: false }],
-    ["UTF-8 with BOM", Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("a\r\nb")]), { text: "a\r\nb", encoding: "utf8", bom: true }],
-    ["UTF-16LE with BOM", Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("x = ü\n€\n", "utf16le")]), { text: "x = ü\n€\n", encoding: "utf16le", bom: true }],
+    [
+      "UTF-8 with BOM",
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from("a\r\nb")]),
+      { text: "a\r\nb", encoding: "utf8", bom: true },
+    ],
+    [
+      "UTF-16LE with BOM",
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("x = ü\n€\n", "utf16le")]),
+      { text: "x = ü\n€\n", encoding: "utf16le", bom: true },
+    ],
     ["empty", Buffer.alloc(0), { text: "", encoding: "utf8", bom: false }],
     ["BOM only", Buffer.from([0xef, 0xbb, 0xbf]), { text: "", encoding: "utf8", bom: true }],
   ];
@@ -136,7 +144,9 @@ describe("Workspace.resolve (real folders)", () => {
 
   test("open realpaths the root and refuses a missing folder or a file", async () => {
     expect(ws.root).toBe(root);
-    await expect(Workspace.open(path.join(outer, "missing"))).rejects.toThrow(`Cannot use workspace ${path.join(outer, "missing")}: it does not exist`);
+    await expect(Workspace.open(path.join(outer, "missing"))).rejects.toThrow(
+      `Cannot use workspace ${path.join(outer, "missing")}: it does not exist`,
+    );
     await expect(Workspace.open(path.join(root, "sub", "a.txt"))).rejects.toThrow(/is not a directory/);
   });
 
@@ -151,13 +161,18 @@ describe("Workspace.resolve (real folders)", () => {
     expect(ws.relative(root)).toBe(".");
   });
 
-  test.each(["../ws-evil/x", "/etc/passwd", "evil-link/x", "sub/../../ws-evil", "..", "evil-link"])("refuses %s", async (p) => {
-    await expect(ws.resolve(p)).rejects.toThrow(/Access denied: .* outside the workspace/);
-  });
+  test.each(["../ws-evil/x", "/etc/passwd", "evil-link/x", "sub/../../ws-evil", "..", "evil-link"])(
+    "refuses %s",
+    async (p) => {
+      await expect(ws.resolve(p)).rejects.toThrow(/Access denied: .* outside the workspace/);
+    },
+  );
 
   test("refuses writes into .git but allows reading it", async () => {
     await expect(ws.resolve(".git/config", "write")).rejects.toThrow(/Writing inside \.git\/ is not allowed/);
-    await expect(ws.resolve("sub/.git/hooks/pre-commit", "write")).rejects.toThrow(/Writing inside \.git\/ is not allowed/);
+    await expect(ws.resolve("sub/.git/hooks/pre-commit", "write")).rejects.toThrow(
+      /Writing inside \.git\/ is not allowed/,
+    );
     expect(await ws.resolve(".git/config")).toBe(path.join(root, ".git", "config"));
     expect(await ws.resolve(".github/x.yml", "write")).toBe(path.join(root, ".github", "x.yml"));
     expect(await ws.resolve(".gitignore", "write")).toBe(path.join(root, ".gitignore"));

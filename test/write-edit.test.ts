@@ -41,7 +41,13 @@ describe("Write", () => {
     const r = await write("deep/a/b/new.txt", "hello\nworld\n");
     const message = "Created deep/a/b/new.txt (2 lines, 12 bytes).";
     expect(ok(r)).toBe(message);
-    expect(r.structuredContent).toEqual({ file_path: "deep/a/b/new.txt", action: "created", bytes: 12, lines: 2, message });
+    expect(r.structuredContent).toEqual({
+      file_path: "deep/a/b/new.txt",
+      action: "created",
+      bytes: 12,
+      lines: 2,
+      message,
+    });
     expect(await content("deep/a/b/new.txt")).toBe("hello\nworld\n");
     expect(await fs.readdir(abs("deep/a/b"))).toEqual(["new.txt"]);
   });
@@ -55,7 +61,9 @@ describe("Write", () => {
 
   test("overwriting an existing file without reading it first is refused and leaves it intact", async () => {
     await put("unread.txt", "original\n");
-    expect(fail(await write("unread.txt", "new\n"))).toBe("unread.txt has not been read in this session. Read it first, then retry.");
+    expect(fail(await write("unread.txt", "new\n"))).toBe(
+      "unread.txt has not been read in this session. Read it first, then retry.",
+    );
     expect(await content("unread.txt")).toBe("original\n");
   });
 
@@ -64,7 +72,13 @@ describe("Write", () => {
     await read("over.txt");
     const r = await write("over.txt", "v2 line one\nv2 line two");
     expect(ok(r)).toBe("Overwrote over.txt (2 lines, 23 bytes).");
-    expect(r.structuredContent).toEqual({ file_path: "over.txt", action: "overwritten", bytes: 23, lines: 2, message: "Overwrote over.txt (2 lines, 23 bytes)." });
+    expect(r.structuredContent).toEqual({
+      file_path: "over.txt",
+      action: "overwritten",
+      bytes: 23,
+      lines: 2,
+      message: "Overwrote over.txt (2 lines, 23 bytes).",
+    });
     expect(await content("over.txt")).toBe("v2 line one\nv2 line two");
   });
 
@@ -77,7 +91,9 @@ describe("Write", () => {
   test("refuses when the file changed on disk since the Read, and works after reading again", async () => {
     await put("stale.txt", "first\n");
     await readThenChange("stale.txt", "changed by someone else\n");
-    expect(fail(await write("stale.txt", "mine\n"))).toBe("stale.txt changed on disk since it was last read. Read it again, then retry with the current content.");
+    expect(fail(await write("stale.txt", "mine\n"))).toBe(
+      "stale.txt changed on disk since it was last read. Read it again, then retry with the current content.",
+    );
     expect(await content("stale.txt")).toBe("changed by someone else\n");
     await read("stale.txt");
     ok(await write("stale.txt", "mine\n"));
@@ -90,7 +106,9 @@ describe("Write", () => {
     await fs.writeFile(abs("samesize.txt"), "bbbb\n");
     const later = new Date(Date.now() + 5_000);
     await fs.utimes(abs("samesize.txt"), later, later);
-    expect(fail(await write("samesize.txt", "cccc\n"))).toMatch(/changed on disk since it was last read\. Read it again/);
+    expect(fail(await write("samesize.txt", "cccc\n"))).toMatch(
+      /changed on disk since it was last read\. Read it again/,
+    );
     expect(await content("samesize.txt")).toBe("bbbb\n");
   });
 
@@ -119,7 +137,9 @@ describe("Write", () => {
     await put("u16.txt", Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("old\r\n", "utf16le")]));
     await read("u16.txt");
     ok(await write("u16.txt", "größe\n"));
-    expect((await bytes("u16.txt")).equals(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("größe\r\n", "utf16le")]))).toBe(true);
+    expect(
+      (await bytes("u16.txt")).equals(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from("größe\r\n", "utf16le")])),
+    ).toBe(true);
   });
 
   test("keeps the file's permissions and leaves no temp file behind", async () => {
@@ -157,14 +177,18 @@ describe("Write", () => {
 describe("Edit", () => {
   test("needs an earlier Read", async () => {
     await put("e-unread.txt", "alpha\n");
-    expect(fail(await edit("e-unread.txt", "alpha", "beta"))).toBe("e-unread.txt has not been read in this session. Read it first, then retry.");
+    expect(fail(await edit("e-unread.txt", "alpha", "beta"))).toBe(
+      "e-unread.txt has not been read in this session. Read it first, then retry.",
+    );
     expect(await content("e-unread.txt")).toBe("alpha\n");
   });
 
   test("is refused when the file changed since the Read", async () => {
     await put("e-stale.txt", "alpha\n");
     await readThenChange("e-stale.txt", "alpha and more\n");
-    expect(fail(await edit("e-stale.txt", "alpha", "beta"))).toBe("e-stale.txt changed on disk since it was last read. Read it again, then retry with the current content.");
+    expect(fail(await edit("e-stale.txt", "alpha", "beta"))).toBe(
+      "e-stale.txt changed on disk since it was last read. Read it again, then retry with the current content.",
+    );
     expect(await content("e-stale.txt")).toBe("alpha and more\n");
   });
 
@@ -192,7 +216,9 @@ describe("Edit", () => {
       "old_string was not found in e-near.js. It must match the file exactly, including whitespace and indentation; Read the file again if unsure.\n" +
         `The most similar lines in the file:\n${numbered(2, "function computeTotal(items) {")}`,
     );
-    expect(await content("e-near.js")).toBe("const a = 1;\nfunction computeTotal(items) {\n  return items.length;\n}\n");
+    expect(await content("e-near.js")).toBe(
+      "const a = 1;\nfunction computeTotal(items) {\n  return items.length;\n}\n",
+    );
   });
 
   test("found several times: error gives the count and line numbers; replace_all replaces them all", async () => {
@@ -211,13 +237,17 @@ describe("Edit", () => {
   test("identical old and new strings, and an empty old_string, are errors", async () => {
     await put("e-same.txt", "same\n");
     await read("e-same.txt");
-    expect(fail(await edit("e-same.txt", "same", "same"))).toBe("old_string and new_string are identical, so there is nothing to change. Give a different new_string.");
+    expect(fail(await edit("e-same.txt", "same", "same"))).toBe(
+      "old_string and new_string are identical, so there is nothing to change. Give a different new_string.",
+    );
     expect(fail(await edit("e-same.txt", "", "x"))).toMatch(/^old_string is empty\./);
     expect(await content("e-same.txt")).toBe("same\n");
   });
 
   test("a missing file or a binary file is refused", async () => {
-    expect(fail(await edit("e-missing.txt", "a", "b"))).toBe("File not found: e-missing.txt. Use Write to create a new file.");
+    expect(fail(await edit("e-missing.txt", "a", "b"))).toBe(
+      "File not found: e-missing.txt. Use Write to create a new file.",
+    );
     ok(await write("e-bin.dat", "a\u0000b"));
     expect(fail(await edit("e-bin.dat", "a", "b"))).toBe("e-bin.dat is a binary file; Edit works on text files.");
   });
@@ -227,7 +257,9 @@ describe("Edit", () => {
     await put("e-crlf.txt", before);
     await read("e-crlf.txt");
     ok(await edit("e-crlf.txt", "line two\nline three", "line 2\nline 2.5\nline 3"));
-    expect((await bytes("e-crlf.txt")).equals(Buffer.from("line one\r\nline 2\r\nline 2.5\r\nline 3\r\nline four\r\n"))).toBe(true);
+    expect(
+      (await bytes("e-crlf.txt")).equals(Buffer.from("line one\r\nline 2\r\nline 2.5\r\nline 3\r\nline four\r\n")),
+    ).toBe(true);
   });
 
   test("a UTF-8 BOM file keeps its BOM and every other byte", async () => {
@@ -260,7 +292,9 @@ describe("Edit", () => {
     const ids = Array.from({ length: 20 }, (_, i) => String(i + 1).padStart(2, "0"));
     await put("e-many.ts", ids.map((id) => `export const v${id} = 0;\n`).join(""));
     await read("e-many.ts");
-    const results = await Promise.all(ids.map((id) => edit("e-many.ts", `const v${id} = 0;`, `const v${id} = ${Number(id)};`)));
+    const results = await Promise.all(
+      ids.map((id) => edit("e-many.ts", `const v${id} = 0;`, `const v${id} = ${Number(id)};`)),
+    );
     for (const r of results) expect(ok(r)).toMatch(/^Edited e-many\.ts: 1 replacement\./);
     expect(await content("e-many.ts")).toBe(ids.map((id) => `export const v${id} = ${Number(id)};\n`).join(""));
   });

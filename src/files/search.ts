@@ -22,9 +22,20 @@ const hint = (stderr: string) =>
     : "";
 
 /** Runs rg with an argument array (never a shell string) in the workspace root, calling onLine per stdout line. */
-export async function runRg(args: string[], ctx: ToolContext, onLine: (line: string) => void): Promise<{ exitCode: number; stderr: string }> {
+export async function runRg(
+  args: string[],
+  ctx: ToolContext,
+  onLine: (line: string) => void,
+): Promise<{ exitCode: number; stderr: string }> {
   const { execa } = await import("execa");
-  const child = execa(rgPath, args, { cwd: ctx.ws.root, cancelSignal: ctx.signal, timeout: SEARCH_TIMEOUT_MS, reject: false, buffer: { stdout: false, stderr: true }, stdin: "ignore" });
+  const child = execa(rgPath, args, {
+    cwd: ctx.ws.root,
+    cancelSignal: ctx.signal,
+    timeout: SEARCH_TIMEOUT_MS,
+    reject: false,
+    buffer: { stdout: false, stderr: true },
+    stdin: "ignore",
+  });
   // Splitting chunks by hand is several times faster than a line iterator on large outputs.
   let rest = "";
   child.stdout!.setEncoding("utf8");
@@ -36,9 +47,13 @@ export async function runRg(args: string[], ctx: ToolContext, onLine: (line: str
   const { exitCode = 2, stderr, isCanceled, timedOut, signal } = await child;
   if (rest) onLine(rest);
   if (isCanceled) throw new ToolError("Cancelled.");
-  if (timedOut) throw new ToolError(`The search was stopped after ${SEARCH_TIMEOUT_MS / 1000} s. Narrow it with path, glob or type.`);
+  if (timedOut)
+    throw new ToolError(
+      `The search was stopped after ${SEARCH_TIMEOUT_MS / 1000} s. Narrow it with path, glob or type.`,
+    );
   // Exit 2 without a message: --no-messages hid unreadable files, or the filters left no file to search.
-  if (exitCode > 1 && (String(stderr).trim() || signal)) throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `killed by ${signal}`}${hint(String(stderr))}`);
+  if (exitCode > 1 && (String(stderr).trim() || signal))
+    throw new ToolError(`ripgrep failed: ${String(stderr).trim() || `killed by ${signal}`}${hint(String(stderr))}`);
   return { exitCode, stderr: String(stderr) };
 }
 
@@ -50,7 +65,8 @@ export async function searchTarget(p: string | undefined, ctx: ToolContext): Pro
     throw new ToolError(`Path not found: ${p}. Give an existing file or folder inside the workspace.`);
   });
   // A FIFO or device would block ripgrep forever.
-  if (!st.isFile() && !st.isDirectory()) throw new ToolError(`${p} is not a regular file or folder; give a file or folder to search.`);
+  if (!st.isFile() && !st.isDirectory())
+    throw new ToolError(`${p} is not a regular file or folder; give a file or folder to search.`);
   const rel = ctx.ws.relative(abs);
   return rel === "." ? [] : [rel];
 }
@@ -64,15 +80,30 @@ export async function unignored(target: string[], ctx: ToolContext): Promise<Set
 
 /** Newest first when the list is small enough to stat cheaply, else by path with a note saying so. */
 export async function sortByMtime(files: string[], root: string): Promise<{ sorted: string[]; note: string }> {
-  if (files.length > MTIME_SORT_LIMIT) return { sorted: files.sort(), note: ` (sorted by path: over ${MTIME_SORT_LIMIT} files)` };
-  const stamped = await Promise.all(files.map(async (f) => ({ f, t: await fs.stat(path.join(root, f)).then((s) => s.mtimeMs, () => 0) })));
+  if (files.length > MTIME_SORT_LIMIT)
+    return { sorted: files.sort(), note: ` (sorted by path: over ${MTIME_SORT_LIMIT} files)` };
+  const stamped = await Promise.all(
+    files.map(async (f) => ({
+      f,
+      t: await fs.stat(path.join(root, f)).then(
+        (s) => s.mtimeMs,
+        () => 0,
+      ),
+    })),
+  );
   return { sorted: stamped.sort((a, b) => b.t - a.t || a.f.localeCompare(b.f)).map((s) => s.f), note: "" };
 }
 
 export const plural = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 /** Takes entries while they fit the result budget and head_limit; says what was left out. */
-export function fitEntries(entries: string[], headLimit: number | undefined, total: number, noun: string, hint: string): string {
+export function fitEntries(
+  entries: string[],
+  headLimit: number | undefined,
+  total: number,
+  noun: string,
+  hint: string,
+): string {
   const out: string[] = [];
   let size = 0;
   const cap = headLimit ?? Infinity;
@@ -85,4 +116,3 @@ export function fitEntries(entries: string[], headLimit: number | undefined, tot
   if (left > 0) out.push(`\n[${left} more ${noun} left out (${out.length} of ${total} shown). ${hint}]`);
   return out.join("\n");
 }
-

@@ -7,8 +7,10 @@ export interface TextFile {
 }
 
 export function decodeText(buf: Buffer): TextFile {
-  if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf) return { text: buf.subarray(3).toString("utf8"), encoding: "utf8", bom: true };
-  if (buf[0] === 0xff && buf[1] === 0xfe) return { text: buf.subarray(2).toString("utf16le"), encoding: "utf16le", bom: true };
+  if (buf[0] === 0xef && buf[1] === 0xbb && buf[2] === 0xbf)
+    return { text: buf.subarray(3).toString("utf8"), encoding: "utf8", bom: true };
+  if (buf[0] === 0xff && buf[1] === 0xfe)
+    return { text: buf.subarray(2).toString("utf16le"), encoding: "utf16le", bom: true };
   return { text: buf.toString("utf8"), encoding: "utf8", bom: false };
 }
 

@@ -5,16 +5,18 @@ import path from "node:path";
 import { ToolError } from "../server/errors.js";
 import { rgPath } from "@vscode/ripgrep";
 
-
 const MAX_PATH = 4096;
 const MAX_SEGMENT = 255;
 
 /** Decides whether a path may be used: pure string checks, then the real location on disk. */
 export function checkPathString(p: unknown): string {
-  if (typeof p !== "string" || p.trim() === "") throw new ToolError("file_path is empty: give a path inside the workspace, e.g. src/index.ts");
+  if (typeof p !== "string" || p.trim() === "")
+    throw new ToolError("file_path is empty: give a path inside the workspace, e.g. src/index.ts");
   if (p.includes("\0")) throw new ToolError("The path contains a NUL byte; remove it.");
-  if (p.length > MAX_PATH) throw new ToolError(`The path is ${p.length} characters long; paths are limited to ${MAX_PATH}.`);
-  if (p.split(/[\\/]/).some((s) => Buffer.byteLength(s) > MAX_SEGMENT)) throw new ToolError(`A path segment is longer than ${MAX_SEGMENT} bytes.`);
+  if (p.length > MAX_PATH)
+    throw new ToolError(`The path is ${p.length} characters long; paths are limited to ${MAX_PATH}.`);
+  if (p.split(/[\\/]/).some((s) => Buffer.byteLength(s) > MAX_SEGMENT))
+    throw new ToolError(`A path segment is longer than ${MAX_SEGMENT} bytes.`);
   return p;
 }
 
@@ -47,7 +49,6 @@ interface ReadStamp {
   size: number;
 }
 
-
 export class Workspace {
   private readonly reads = new Map<string, ReadStamp>();
   private readonly locks = new Map<string, Promise<unknown>>();
@@ -61,7 +62,12 @@ export class Workspace {
       if (!(await fs.stat(root)).isDirectory()) throw new Error(`${dir} is not a directory`);
       await fs.access(root, constants.R_OK | constants.W_OK | constants.X_OK);
     } catch (e) {
-      const reason = errno(e) === "ENOENT" ? "it does not exist" : errno(e) === "EACCES" ? "permission denied" : (e as Error).message;
+      const reason =
+        errno(e) === "ENOENT"
+          ? "it does not exist"
+          : errno(e) === "EACCES"
+            ? "permission denied"
+            : (e as Error).message;
       throw new Error(`Cannot use workspace ${dir}: ${reason}`);
     }
     return new Workspace(root);
@@ -72,7 +78,9 @@ export class Workspace {
     const given = checkPathString(p);
     const real = await realLocation(path.resolve(this.root, given));
     if (!isInside(this.root, real)) {
-      throw new ToolError(`Access denied: ${given} resolves to ${real}, which is outside the workspace ${this.root}. Use a path inside the workspace.`);
+      throw new ToolError(
+        `Access denied: ${given} resolves to ${real}, which is outside the workspace ${this.root}. Use a path inside the workspace.`,
+      );
     }
     if (mode === "write" && this.relative(real).split(path.sep).includes(".git")) {
       throw new ToolError(`Writing inside .git/ is not allowed (${given}). Use git commands through Run instead.`);
@@ -94,7 +102,9 @@ export class Workspace {
     const name = this.relative(abs);
     if (!stamp) throw new ToolError(`${name} has not been read in this session. Read it first, then retry.`);
     if (stamp.mtimeMs !== st.mtimeMs || stamp.size !== st.size) {
-      throw new ToolError(`${name} changed on disk since it was last read. Read it again, then retry with the current content.`);
+      throw new ToolError(
+        `${name} changed on disk since it was last read. Read it again, then retry with the current content.`,
+      );
     }
   }
 
@@ -115,8 +125,13 @@ export class Workspace {
    * descriptors, lets change compute the new bytes from it (undefined when there is none), writes them atomically in the
    * same folder and records the result as read. create: make missing folders (Write) rather than treat them as no file.
    */
-  async replaceFile(abs: string, create: boolean, change: (current: CurrentFile | undefined) => Buffer): Promise<{ before?: Stats; after: Stats }> {
-    if (abs === this.root || !isInside(this.root, abs)) throw new ToolError(`${this.relative(abs)} is not a file inside the workspace; give a file path.`);
+  async replaceFile(
+    abs: string,
+    create: boolean,
+    change: (current: CurrentFile | undefined) => Buffer,
+  ): Promise<{ before?: Stats; after: Stats }> {
+    if (abs === this.root || !isInside(this.root, abs))
+      throw new ToolError(`${this.relative(abs)} is not a file inside the workspace; give a file path.`);
     return this.withLock(abs, async () => {
       const folder = await this.openFolder(path.dirname(abs), create);
       try {
@@ -140,8 +155,25 @@ export class Workspace {
    */
   async removeStaleTemps(): Promise<number> {
     const { execa } = await import("execa");
-    const args = ["--files", "--hidden", "--no-ignore", "--no-config", "--no-messages", "--glob", "!.git", "--glob", "!node_modules", "--glob", ".*.tmp"];
-    const listed = await execa(rgPath, args, { cwd: this.root, reject: false, timeout: SWEEP_TIMEOUT_MS, stdin: "ignore" });
+    const args = [
+      "--files",
+      "--hidden",
+      "--no-ignore",
+      "--no-config",
+      "--no-messages",
+      "--glob",
+      "!.git",
+      "--glob",
+      "!node_modules",
+      "--glob",
+      ".*.tmp",
+    ];
+    const listed = await execa(rgPath, args, {
+      cwd: this.root,
+      reject: false,
+      timeout: SWEEP_TIMEOUT_MS,
+      stdin: "ignore",
+    });
     let removed = 0;
     for (const rel of String(listed.stdout).split("\n")) {
       if (!TEMP_FILE.test(path.basename(rel)) || path.isAbsolute(rel) || rel.split("/").includes("..")) continue;
@@ -170,7 +202,13 @@ export class Workspace {
   private async openFolder(abs: string, create: boolean): Promise<Folder | undefined> {
     if (!PROC_FD) {
       if (create) await fs.mkdir(abs, { recursive: true });
-      else if (!(await fs.stat(abs).then((st) => st.isDirectory(), () => false))) return undefined;
+      else if (
+        !(await fs.stat(abs).then(
+          (st) => st.isDirectory(),
+          () => false,
+        ))
+      )
+        return undefined;
       return { child: (name) => path.join(abs, name), close: async () => undefined };
     }
     // Synchronous on purpose: a few cheap syscalls (about 15 µs per level) instead of a thread-pool hop each.
@@ -191,7 +229,9 @@ export class Workspace {
     } catch (e) {
       closeSync(fd);
       if (errno(e) === "ELOOP" || errno(e) === "ENOTDIR") {
-        throw new ToolError(`${this.relative(abs)} is not a folder of the workspace (a link or a file is in the way, or it changed during the write). Check the path and retry.`);
+        throw new ToolError(
+          `${this.relative(abs)} is not a folder of the workspace (a link or a file is in the way, or it changed during the write). Check the path and retry.`,
+        );
       }
       throw e;
     }
@@ -235,11 +275,16 @@ const procPath = (fd: number, name: string) => `/proc/self/fd/${fd}/${name}`;
 
 /** The file name in folder, without following a final link and without blocking on a FIFO; undefined when absent. */
 async function readCurrent(folder: Folder, name: string, shown: string): Promise<CurrentFile | undefined> {
-  const handle = await fs.open(folder.child(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch((e) => {
-    if (errno(e) === "ENOENT") return undefined;
-    if (errno(e) === "ELOOP") throw new ToolError(`${shown} became a symbolic link during the write; nothing was written. Check the path and retry.`);
-    return Promise.reject(e);
-  });
+  const handle = await fs
+    .open(folder.child(name), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+    .catch((e) => {
+      if (errno(e) === "ENOENT") return undefined;
+      if (errno(e) === "ELOOP")
+        throw new ToolError(
+          `${shown} became a symbolic link during the write; nothing was written. Check the path and retry.`,
+        );
+      return Promise.reject(e);
+    });
   if (!handle) return undefined;
   try {
     const st = await handle.stat();
@@ -263,10 +308,19 @@ const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
  * half-written file; keeps the mode of the file it replaces (given as existing). The temp file is created exclusively
  * and without following links.
  */
-async function writeAtomicIn(child: (name: string) => string, name: string, data: Buffer | string, existing?: Stats): Promise<Stats> {
+async function writeAtomicIn(
+  child: (name: string) => string,
+  name: string,
+  data: Buffer | string,
+  existing?: Stats,
+): Promise<Stats> {
   const mode = existing ? existing.mode & 0o7777 : 0o644;
   const tmp = `.${name.slice(0, 200)}.${randomBytes(6).toString("hex")}.tmp`;
-  const handle = await fs.open(child(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  const handle = await fs.open(
+    child(tmp),
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    mode,
+  );
   try {
     if (existing) await handle.chmod(mode);
     await handle.writeFile(data);

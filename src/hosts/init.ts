@@ -42,7 +42,11 @@ interface HostInfo {
 }
 
 /** Claude Desktop's configuration file on this platform. */
-export function desktopConfigPath(platform: NodeJS.Platform = process.platform, env: NodeJS.ProcessEnv = process.env, home = os.homedir()): string {
+export function desktopConfigPath(
+  platform: NodeJS.Platform = process.platform,
+  env: NodeJS.ProcessEnv = process.env,
+  home = os.homedir(),
+): string {
   const dir =
     platform === "darwin"
       ? path.join(home, "Library", "Application Support")
@@ -152,7 +156,12 @@ export function serverEntry(o: InitOptions): ServerEntry {
     command = o.host === "claude-desktop" ? process.execPath : "node";
     launch = [path.join(packageRoot, "dist", "cli.js")];
   }
-  const entry: ServerEntry = { ...(info.typed ? { type: "stdio" as const } : {}), command, args: [...launch, ...args], env: o.env };
+  const entry: ServerEntry = {
+    ...(info.typed ? { type: "stdio" as const } : {}),
+    command,
+    args: [...launch, ...args],
+    env: o.env,
+  };
   if (info.timeout) {
     // A Task may run for --task-timeout; give the call a minute more than that.
     entry.timeout = (parseServerArgs(o.serverArgs)["task-timeout"] + 60) * 1000;
@@ -166,9 +175,16 @@ export interface MergeResult {
 }
 
 /** Merges one server entry into a configuration file's text (undefined: no file yet). Throws InitError when the text does not parse. */
-export function mergeConfig(existing: string | undefined, host: Host, name: string, entry: ServerEntry, file = "the file"): MergeResult {
+export function mergeConfig(
+  existing: string | undefined,
+  host: Host,
+  name: string,
+  entry: ServerEntry,
+  file = "the file",
+): MergeResult {
   const { key, jsonc } = HOST_INFO[host];
-  if (existing === undefined || existing.trim() === "") return { text: `${JSON.stringify({ [key]: { [name]: entry } }, null, 2)}\n`, status: "created" };
+  if (existing === undefined || existing.trim() === "")
+    return { text: `${JSON.stringify({ [key]: { [name]: entry } }, null, 2)}\n`, status: "created" };
   const bom = existing.startsWith("\uFEFF") ? "\uFEFF" : "";
   const text = existing.slice(bom.length);
   const errors: ParseError[] = [];
@@ -176,24 +192,39 @@ export function mergeConfig(existing: string | undefined, host: Host, name: stri
   if (errors.length || !tree) {
     const e = errors[0];
     const before = text.slice(0, e?.offset ?? 0).split("\n");
-    const why = e ? `${printParseErrorCode(e.error)} at line ${before.length}, column ${before.at(-1)!.length + 1}` : "empty";
-    throw new InitError(`${file} is not valid ${jsonc ? "JSON with comments" : "JSON"} (${why}). Fix it, or choose another file with --config. The file was not changed.`);
+    const why = e
+      ? `${printParseErrorCode(e.error)} at line ${before.length}, column ${before.at(-1)!.length + 1}`
+      : "empty";
+    throw new InitError(
+      `${file} is not valid ${jsonc ? "JSON with comments" : "JSON"} (${why}). Fix it, or choose another file with --config. The file was not changed.`,
+    );
   }
-  if (tree.type !== "object") throw new InitError(`${file} does not hold a JSON object at the top level. The file was not changed.`);
+  if (tree.type !== "object")
+    throw new InitError(`${file} does not hold a JSON object at the top level. The file was not changed.`);
   const property = (obj: Node, name: string) => obj.children?.find((p) => p.children?.[0]?.value === name);
   const servers = property(tree, key)?.children?.[1];
-  if (servers && servers.type !== "object") throw new InitError(`"${key}" in ${file} is not an object. The file was not changed.`);
+  if (servers && servers.type !== "object")
+    throw new InitError(`"${key}" in ${file} is not an object. The file was not changed.`);
   const current = servers && property(servers, name)?.children?.[1];
   // (jsonc-parser builds prototype-less objects; a JSON round trip makes them comparable.)
-  if (current && isDeepStrictEqual(JSON.parse(JSON.stringify(getNodeValue(current))), entry)) return { text: existing, status: "unchanged" };
+  if (current && isDeepStrictEqual(JSON.parse(JSON.stringify(getNodeValue(current))), entry))
+    return { text: existing, status: "unchanged" };
 
   // Splice the new text in by hand, so that every other byte of the file stays as it was.
   const eol = text.includes("\r\n") ? "\r\n" : "\n";
   const unit = /^([ \t]+)\S/m.exec(text)?.[1] ?? "  ";
   const indentAt = (offset: number) => /^[ \t]*/.exec(text.slice(text.lastIndexOf("\n", offset - 1) + 1))![0];
-  const json = (value: unknown, base: string) => JSON.stringify(value, null, unit).split("\n").join(eol + base);
-  const splice = (at: number, remove: number, insert: string) => bom + text.slice(0, at) + insert + text.slice(at + remove);
-  if (current) return { text: splice(current.offset, current.length, json(entry, indentAt(current.parent!.offset))), status: "replaced" };
+  const json = (value: unknown, base: string) =>
+    JSON.stringify(value, null, unit)
+      .split("\n")
+      .join(eol + base);
+  const splice = (at: number, remove: number, insert: string) =>
+    bom + text.slice(0, at) + insert + text.slice(at + remove);
+  if (current)
+    return {
+      text: splice(current.offset, current.length, json(entry, indentAt(current.parent!.offset))),
+      status: "replaced",
+    };
   const [parent, addName, addValue] = servers ? [servers, name, entry] : [tree, key, { [name]: entry }];
   const last = parent.children?.at(-1);
   if (last) {
@@ -208,11 +239,21 @@ export function mergeConfig(existing: string | undefined, host: Host, name: stri
     const rest = /^([ \t]*,)?[ \t]*(\/\/.*|\/\*.*\*\/[ \t]*)?$/.exec(text.slice(end, lineEnd));
     if (!rest) return { text: splice(end, 0, `,${eol}${base}${added}`), status: "added" };
     if (rest[1]) return { text: splice(lineEnd, 0, `${eol}${base}${added},`), status: "added" };
-    return { text: `${bom + text.slice(0, end)},${text.slice(end, lineEnd)}${eol}${base}${added}${text.slice(lineEnd)}`, status: "added" };
+    return {
+      text: `${bom + text.slice(0, end)},${text.slice(end, lineEnd)}${eol}${base}${added}${text.slice(lineEnd)}`,
+      status: "added",
+    };
   }
   // An empty object: write its one property inside the braces.
   const base = indentAt(parent.offset);
-  return { text: splice(parent.offset, parent.length, `{${eol}${base}${unit}${JSON.stringify(addName)}: ${json(addValue, base + unit)}${eol}${base}}`), status: "added" };
+  return {
+    text: splice(
+      parent.offset,
+      parent.length,
+      `{${eol}${base}${unit}${JSON.stringify(addName)}: ${json(addValue, base + unit)}${eol}${base}}`,
+    ),
+    status: "added",
+  };
 }
 
 async function exists(p: string): Promise<boolean> {
@@ -269,10 +310,13 @@ function parseCli(argv: string[]): (InitOptions & { config?: string; print: bool
   const { values } = parse();
   if (values.help) return "help";
   const host = values.client as Host;
-  if (!HOSTS.includes(host)) throw new InitError(`--client must be one of ${HOSTS.join(", ")} (got "${values.client}")`, 2);
+  if (!HOSTS.includes(host))
+    throw new InitError(`--client must be one of ${HOSTS.join(", ")} (got "${values.client}")`, 2);
   const launcher = values.launcher ?? (packageRoot.split(path.sep).includes("_npx") ? "npx" : "node");
-  if (launcher !== "node" && launcher !== "npx") throw new InitError(`--launcher must be node or npx (got "${launcher}")`, 2);
-  if (!/^[A-Za-z0-9_-]+$/.test(values.name)) throw new InitError(`--name may hold only letters, digits, "-" and "_" (got "${values.name}")`, 2);
+  if (launcher !== "node" && launcher !== "npx")
+    throw new InitError(`--launcher must be node or npx (got "${launcher}")`, 2);
+  if (!/^[A-Za-z0-9_-]+$/.test(values.name))
+    throw new InitError(`--name may hold only letters, digits, "-" and "_" (got "${values.name}")`, 2);
   const env: Record<string, string> = {};
   for (const pair of values.env) {
     const eq = pair.indexOf("=");
@@ -284,7 +328,16 @@ function parseCli(argv: string[]): (InitOptions & { config?: string; print: bool
   } catch (e) {
     throw new InitError(`the server options after -- are not valid: ${(e as Error).message}`, 2);
   }
-  return { host, workspace: path.resolve(values.workspace ?? "."), name: values.name, launcher, env, serverArgs, config: values.config, print: values.print };
+  return {
+    host,
+    workspace: path.resolve(values.workspace ?? "."),
+    name: values.name,
+    launcher,
+    env,
+    serverArgs,
+    config: values.config,
+    print: values.print,
+  };
 }
 
 /** Runs `init` with the arguments that follow it; returns the exit code. */
@@ -312,11 +365,17 @@ export async function init(argv: string[]): Promise<number> {
       if (existing !== undefined) saved = ` (the previous file is saved as ${await backup(file)})`;
       await writeAtomic(file, merged.text);
     }
-    const what = { created: "created it with", added: "added", replaced: "replaced", unchanged: "already has" }[merged.status];
-    process.stdout.write(`${info.title}: ${file}: ${what} the "${o.name}" server under "${info.key}"${saved}.\n${info.next}\n`);
+    const what = { created: "created it with", added: "added", replaced: "replaced", unchanged: "already has" }[
+      merged.status
+    ];
+    process.stdout.write(
+      `${info.title}: ${file}: ${what} the "${o.name}" server under "${info.key}"${saved}.\n${info.next}\n`,
+    );
     return 0;
   } catch (e) {
-    process.stderr.write(`${pkg.name} init: ${e instanceof InitError ? e.message : ((e as Error).stack ?? String(e))}\n`);
+    process.stderr.write(
+      `${pkg.name} init: ${e instanceof InitError ? e.message : ((e as Error).stack ?? String(e))}\n`,
+    );
     return e instanceof InitError ? e.exitCode : 1;
   }
 }

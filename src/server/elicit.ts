@@ -13,6 +13,7 @@ export async function elicitAnswer(server: Server, question: string, options?: s
     message: question,
     requestedSchema: { type: "object", properties: { answer }, required: ["answer"] },
   });
-  if (res.action === "accept" && typeof res.content?.answer === "string") return `The user answered: ${res.content.answer}`;
+  if (res.action === "accept" && typeof res.content?.answer === "string")
+    return `The user answered: ${res.content.answer}`;
   return `The user chose not to answer (${res.action}). Proceed with your best judgement and say what you assumed.`;
 }

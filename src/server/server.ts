@@ -1,6 +1,13 @@
 import { fileURLToPath } from "node:url";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type LoggingLevel, type ServerNotification } from "@modelcontextprotocol/sdk/types.js";
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type LoggingLevel,
+  type ServerNotification,
+} from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { pkg } from "../paths.js";
 import { instructions, loadCommands, render, roleText } from "../prompts.js";
@@ -27,7 +34,8 @@ const PROGRESS_INTERVAL_MS = 250;
 
 export function log(server: McpServer | undefined, level: LoggingLevel, message: string): void {
   process.stderr.write(`[${pkg.name}] ${level}: ${message}\n`);
-  if (server?.isConnected()) server.sendLoggingMessage({ level, logger: pkg.name, data: message }).catch(() => undefined);
+  if (server?.isConnected())
+    server.sendLoggingMessage({ level, logger: pkg.name, data: message }).catch(() => undefined);
 }
 
 /** Progress notifications for one request, at most one per interval, the latest message winning. */
@@ -40,7 +48,10 @@ function progressReporter(token: string | number | undefined, send: (n: ServerNo
     timer = undefined;
     if (pending === undefined || token === undefined) return;
     last = Date.now();
-    send({ method: "notifications/progress", params: { progressToken: token, progress: ++count, message: pending } }).catch(() => undefined);
+    send({
+      method: "notifications/progress",
+      params: { progressToken: token, progress: ++count, message: pending },
+    }).catch(() => undefined);
     pending = undefined;
   };
   return {
@@ -68,18 +79,32 @@ export function createServer(options: ServerOptions): { server: McpServer; works
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: tools.map((t) => {
       const { input, output } = jsonSchemas(t);
-      return { name: t.name, title: t.title, description: t.description, inputSchema: input, ...(output && { outputSchema: output }), annotations: { title: t.title, ...t.annotations } };
+      return {
+        name: t.name,
+        title: t.title,
+        description: t.description,
+        inputSchema: input,
+        ...(output && { outputSchema: output }),
+        annotations: { title: t.title, ...t.annotations },
+      };
     }),
   }));
 
   server.server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     const tool = tools.find((t) => t.name === request.params.name);
-    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool "${request.params.name}". Available tools: ${tools.map((t) => t.name).join(", ")}.`);
+    if (!tool)
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `Unknown tool "${request.params.name}". Available tools: ${tools.map((t) => t.name).join(", ")}.`,
+      );
     const ws = await getWorkspace().catch((e: Error) => {
       workspace = undefined;
       return e;
     });
-    if (ws instanceof Error) return errorResult(`No workspace: ${ws.message}. Start the server with --workspace DIR, or give the client a folder root.`);
+    if (ws instanceof Error)
+      return errorResult(
+        `No workspace: ${ws.message}. Start the server with --workspace DIR, or give the client a folder root.`,
+      );
     const progress = progressReporter(extra._meta?.progressToken, extra.sendNotification);
     try {
       const ctx: ToolContext = {
@@ -102,7 +127,9 @@ export function createServer(options: ServerOptions): { server: McpServer; works
 /** Starts removing what a killed server left in the workspace (in the background); returns ws. */
 function tidy(server: McpServer, ws: Workspace): Workspace {
   ws.removeStaleTemps().then(
-    (n) => n && log(server, "info", `removed ${n} stale temp files (.<name>.<hex>.tmp, older than 10 minutes) from ${ws.root}`),
+    (n) =>
+      n &&
+      log(server, "info", `removed ${n} stale temp files (.<name>.<hex>.tmp, older than 10 minutes) from ${ws.root}`),
     (e: Error) => log(server, "warning", `could not look for stale temp files: ${e.message}`),
   );
   return ws;
@@ -125,24 +152,39 @@ function registerPrompts(server: McpServer): void {
   const role = roleText();
   server.registerPrompt(
     "backend-developer",
-    { title: "Backend developer role", description: "The backend-developer agent's role definition as a system prompt, optionally with a task", argsSchema: { task: z.string().optional().describe("The backend task to hand to the agent") } },
+    {
+      title: "Backend developer role",
+      description: "The backend-developer agent's role definition as a system prompt, optionally with a task",
+      argsSchema: { task: z.string().optional().describe("The backend task to hand to the agent") },
+    },
     ({ task }) => ({
       messages: [{ role: "user", content: { type: "text", text: task ? `${role}\n\n## Task\n${task}` : role } }],
     }),
   );
   for (const cmd of loadCommands()) {
     const argsSchema = Object.fromEntries(
-      (cmd.meta.arguments ?? []).map((a) => [a.name, (a.required ? z.string() : z.string().optional()).describe(a.description)]),
+      (cmd.meta.arguments ?? []).map((a) => [
+        a.name,
+        (a.required ? z.string() : z.string().optional()).describe(a.description),
+      ]),
     );
-    server.registerPrompt(cmd.name, { description: cmd.meta.description, argsSchema }, (args: Record<string, string | undefined>) => ({
-      description: cmd.meta.description,
-      messages: [{ role: "user", content: { type: "text", text: render(cmd.body, args) } }],
-    }));
+    server.registerPrompt(
+      cmd.name,
+      { description: cmd.meta.description, argsSchema },
+      (args: Record<string, string | undefined>) => ({
+        description: cmd.meta.description,
+        messages: [{ role: "user", content: { type: "text", text: render(cmd.body, args) } }],
+      }),
+    );
   }
   server.registerResource(
     "backend-developer-role",
     "backend-developer://agents/backend-developer.md",
-    { title: "Backend developer agent definition", mimeType: "text/markdown", description: "The agent definition (front matter + system prompt) that Task uses by default" },
+    {
+      title: "Backend developer agent definition",
+      mimeType: "text/markdown",
+      description: "The agent definition (front matter + system prompt) that Task uses by default",
+    },
     (uri) => ({ contents: [{ uri: uri.href, mimeType: "text/markdown", text: role }] }),
   );
 }

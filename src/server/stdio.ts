@@ -115,16 +115,29 @@ export class StdioTransport implements Transport {
     try {
       json = JSON.parse(line);
     } catch (e) {
-      return this.answerError(null, ErrorCode.ParseError, `Parse error: the line is not JSON (${(e as Error).message}).`);
+      return this.answerError(
+        null,
+        ErrorCode.ParseError,
+        `Parse error: the line is not JSON (${(e as Error).message}).`,
+      );
     }
     const parsed = JSONRPCMessageSchema.safeParse(json);
     const id = (json as { id?: unknown } | null)?.id;
     const validId = typeof id === "string" || typeof id === "number" ? id : null;
-    if (!parsed.success) return this.answerError(validId, ErrorCode.InvalidRequest, `Invalid JSON-RPC message: ${parsed.error.issues[0]?.message ?? "wrong shape"}.`);
+    if (!parsed.success)
+      return this.answerError(
+        validId,
+        ErrorCode.InvalidRequest,
+        `Invalid JSON-RPC message: ${parsed.error.issues[0]?.message ?? "wrong shape"}.`,
+      );
     const message = parsed.data;
     if ("method" in message && "id" in message && !this.initialized && message.method !== "ping") {
       if (message.method !== "initialize") {
-        return this.answerError(message.id, ErrorCode.InvalidRequest, `The session is not initialized: send initialize before ${message.method}.`);
+        return this.answerError(
+          message.id,
+          ErrorCode.InvalidRequest,
+          `The session is not initialized: send initialize before ${message.method}.`,
+        );
       }
       this.initialized = true;
     }

@@ -9,7 +9,6 @@ import { Interrupt, ToolError } from "./errors.js";
 /** The one size rule: no tool result may be longer than this (Claude Code refuses results over ~25k tokens). */
 export const MAX_RESULT_CHARS = 80_000;
 
-
 export interface ToolContext {
   ws: Workspace;
   signal: AbortSignal;
@@ -50,7 +49,10 @@ const schemaCache = new WeakMap<Tool, { input: JsonSchema; output?: JsonSchema }
 export function jsonSchemas(t: Tool): { input: JsonSchema; output?: JsonSchema } {
   let s = schemaCache.get(t);
   if (!s) {
-    s = { input: z.toJSONSchema(t.input, { io: "input" }) as JsonSchema, ...(t.output && { output: z.toJSONSchema(t.output) as JsonSchema }) };
+    s = {
+      input: z.toJSONSchema(t.input, { io: "input" }) as JsonSchema,
+      ...(t.output && { output: z.toJSONSchema(t.output) as JsonSchema }),
+    };
     schemaCache.set(t, s);
   }
   return s;
@@ -77,13 +79,18 @@ export function capText(text: string, max = MAX_RESULT_CHARS): string {
 /** Cuts a structured result's longest strings, then its longest lists, until its JSON fits the result limit. */
 export function fitStructured<T>(value: T): T {
   const cut = (v: unknown, maxString: number, maxItems: number): unknown => {
-    if (typeof v === "string") return v.length > maxString ? `${v.slice(0, maxString)}… [${v.length - maxString} characters cut]` : v;
+    if (typeof v === "string")
+      return v.length > maxString ? `${v.slice(0, maxString)}… [${v.length - maxString} characters cut]` : v;
     if (Array.isArray(v)) return v.slice(0, maxItems).map((x) => cut(x, maxString, maxItems));
-    if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cut(x, maxString, maxItems)]));
+    if (v && typeof v === "object")
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cut(x, maxString, maxItems)]));
     return v;
   };
   let fitted: unknown = value;
-  for (let maxString = MAX_RESULT_CHARS, maxItems = 10_000; JSON.stringify(fitted).length > MAX_RESULT_CHARS && maxString > 50; ) {
+  for (
+    let maxString = MAX_RESULT_CHARS, maxItems = 10_000;
+    JSON.stringify(fitted).length > MAX_RESULT_CHARS && maxString > 50;
+  ) {
     maxString = Math.floor(maxString / 2);
     if (maxString < 2_000) maxItems = Math.max(1, Math.floor(maxItems / 4));
     fitted = cut(value, maxString, maxItems);
@@ -104,7 +111,9 @@ function formatIssues(error: z.ZodError): string {
 export async function callTool(tool: Tool, rawArgs: unknown, ctx: ToolContext): Promise<CallResult> {
   const parsed = tool.input.safeParse(rawArgs ?? {});
   if (!parsed.success) {
-    return errorResult(`Invalid arguments for ${tool.name}:\n${formatIssues(parsed.error)}\nFix the arguments and call ${tool.name} again.`);
+    return errorResult(
+      `Invalid arguments for ${tool.name}:\n${formatIssues(parsed.error)}\nFix the arguments and call ${tool.name} again.`,
+    );
   }
   try {
     const out = await tool.handle(parsed.data, ctx);

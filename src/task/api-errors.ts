@@ -46,10 +46,15 @@ export function explainApiError(e: ApiErrorLike, c: ErrorContext): ApiFailure {
   if (status === 400 && TOO_LONG.test(words)) throw new PromptTooLong(words);
   if (status === 401 || status === 403) {
     const what = status === 401 ? "did not accept the credentials" : "refused this request for these credentials";
-    return new ApiFailure(`The ${providerName(c.provider)} ${what} (${head}: ${words}). ${credentialsHint(c.provider)}`, "auth");
+    return new ApiFailure(
+      `The ${providerName(c.provider)} ${what} (${head}: ${words}). ${credentialsHint(c.provider)}`,
+      "auth",
+    );
   }
   if (status === 404) {
-    const aliases = Object.entries(c.aliases).map(([a, id]) => `${a} (${id})`).join(", ");
+    const aliases = Object.entries(c.aliases)
+      .map(([a, id]) => `${a} (${id})`)
+      .join(", ");
     return new ApiFailure(
       `The model "${c.model}" was not found (${head}: ${words}). Accepted aliases: ${aliases}; or give a full model id your account can use. ` +
         `Choose another model with Task's model parameter, or for every run with BACKEND_AGENT_MODEL in the server's environment.`,
@@ -64,7 +69,10 @@ export function explainApiError(e: ApiErrorLike, c: ErrorContext): ApiFailure {
     );
   }
   if (status === undefined) {
-    return new ApiFailure(`Could not reach the ${providerName(c.provider)} after ${c.retries} retries: ${words}. Check the network and ANTHROPIC_BASE_URL; retries ran out.`, "connection");
+    return new ApiFailure(
+      `Could not reach the ${providerName(c.provider)} after ${c.retries} retries: ${words}. Check the network and ANTHROPIC_BASE_URL; retries ran out.`,
+      "connection",
+    );
   }
   if (status === 429 || status === 529 || status >= 500 || status === 408 || status === 409) {
     return new ApiFailure(
@@ -76,4 +84,5 @@ export function explainApiError(e: ApiErrorLike, c: ErrorContext): ApiFailure {
   return new ApiFailure(`The ${providerName(c.provider)} rejected the request (${head}): ${words}`, "request");
 }
 
-const providerName = (p: ErrorContext["provider"]) => (p === "bedrock" ? "Amazon Bedrock API" : p === "vertex" ? "Vertex AI API" : "Anthropic API");
+const providerName = (p: ErrorContext["provider"]) =>
+  p === "bedrock" ? "Amazon Bedrock API" : p === "vertex" ? "Vertex AI API" : "Anthropic API";

@@ -9,7 +9,12 @@ export default defineTool({
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input: z.object({
     question: z.string().min(1).describe("The question, with the context the user needs to answer it"),
-    options: z.array(z.string().min(1)).min(2).max(10).optional().describe("Answers to choose from, when there is a fixed set"),
+    options: z
+      .array(z.string().min(1))
+      .min(2)
+      .max(10)
+      .optional()
+      .describe("Answers to choose from, when there is a fixed set"),
   }),
   async handle({ question, options }, ctx) {
     const answer = await ctx.ask?.(question, options);

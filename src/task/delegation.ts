@@ -81,8 +81,14 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
   let count = 0;
   const input = z.object({
     description: z.string().min(1).max(120).describe("A short (3-5 word) label for the delegated work"),
-    prompt: z.string().min(1).describe("Everything the partner needs: the goal, constraints, files involved and how to know it is done"),
-    subagent_type: z.string().min(1).describe(`The partner agent: ${[...partners.keys()].join(", ")}`),
+    prompt: z
+      .string()
+      .min(1)
+      .describe("Everything the partner needs: the goal, constraints, files involved and how to know it is done"),
+    subagent_type: z
+      .string()
+      .min(1)
+      .describe(`The partner agent: ${[...partners.keys()].join(", ")}`),
   });
   return {
     name: "Task",
@@ -92,7 +98,8 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     async handle(args: z.infer<typeof input>, ctx: ToolContext) {
       const agent = partners.get(args.subagent_type);
-      if (!agent) throw new ToolError(`Unknown partner "${args.subagent_type}". Partners: ${[...partners.keys()].join(", ")}.`);
+      if (!agent)
+        throw new ToolError(`Unknown partner "${args.subagent_type}". Partners: ${[...partners.keys()].join(", ")}.`);
       const { total, spent } = o.budget();
       const budget = remainingBudget(total, spent);
       if (budget.maxTurns < 1 || budget.maxTokens <= 0 || (budget.maxCostUsd !== undefined && budget.maxCostUsd <= 0)) {
@@ -111,20 +118,43 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
         budget,
         spent: { usage: emptyUsage(), modelCalls: 0, turns: 0 },
         fixRounds: 0,
-        verify: async () => ({ outcome: "passed", passed: true, checks: [], note: "Checked by the parent run's final verification.", duration_ms: 0 }),
+        verify: async () => ({
+          outcome: "passed",
+          passed: true,
+          checks: [],
+          note: "Checked by the parent run's final verification.",
+          duration_ms: 0,
+        }),
         record,
         saveMessages: async () => undefined,
         onTurn: () => undefined,
       });
       const run: ChildRun = {
-        agent: agent.name, description: args.description, status: outcome.status, summary: outcome.summary, cost_usd: outcome.costUsd,
-        turns: outcome.turns, model_calls: outcome.modelCalls, usage: outcome.usage, ...(outcome.error && { error: outcome.error }),
+        agent: agent.name,
+        description: args.description,
+        status: outcome.status,
+        summary: outcome.summary,
+        cost_usd: outcome.costUsd,
+        turns: outcome.turns,
+        model_calls: outcome.modelCalls,
+        usage: outcome.usage,
+        ...(outcome.error && { error: outcome.error }),
       };
       record({ type: "delegated", ...run });
-      const used: Spent = { usage: outcome.usage, modelCalls: outcome.modelCalls, turns: outcome.turns, costUsd: outcome.costUsd };
+      const used: Spent = {
+        usage: outcome.usage,
+        modelCalls: outcome.modelCalls,
+        turns: outcome.turns,
+        costUsd: outcome.costUsd,
+      };
       const head = `${agent.name} ended ${outcome.status} after ${outcome.turns} turns ($${outcome.costUsd.toFixed(4)}).${outcome.error ? ` ${outcome.error}` : ""}`;
-      const question = outcome.question ? `\n\nIt stopped to ask: ${outcome.question.question}${outcome.question.options ? ` (options: ${outcome.question.options.join(" | ")})` : ""}. Decide it yourself, or ask the user with AskUserQuestion.` : "";
-      return { text: `${head}\n\nIts summary:\n${outcome.summary || "(none)"}${question}`, structured: { delegated: run, spent: used } };
+      const question = outcome.question
+        ? `\n\nIt stopped to ask: ${outcome.question.question}${outcome.question.options ? ` (options: ${outcome.question.options.join(" | ")})` : ""}. Decide it yourself, or ask the user with AskUserQuestion.`
+        : "";
+      return {
+        text: `${head}\n\nIts summary:\n${outcome.summary || "(none)"}${question}`,
+        structured: { delegated: run, spent: used },
+      };
     },
   } as unknown as Tool;
 }

@@ -138,7 +138,10 @@ export const taskReportSchema = z.object({
   question: questionSchema.optional(),
   error: z.string().optional(),
   notes: z.array(z.string()),
-  children: z.array(childRunSchema).optional().describe("Work the agent handed to partner agents; checked by this run's verification"),
+  children: z
+    .array(childRunSchema)
+    .optional()
+    .describe("Work the agent handed to partner agents; checked by this run's verification"),
 });
 export type TaskReport = z.infer<typeof taskReportSchema>;
 

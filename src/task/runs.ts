@@ -366,7 +366,10 @@ export class RunManager {
             tools: [...this.config.tools, ask],
             backend: prepared.backend,
             record,
-            budget: () => ({ total: budget, spent: { usage: state.usage, costUsd: state.cost_usd, turns: state.turn } }),
+            budget: () => ({
+              total: budget,
+              spent: { usage: state.usage, costUsd: state.cost_usd, turns: state.turn },
+            }),
           })
         : undefined;
       const outcome = await runAgent({
@@ -393,10 +396,23 @@ export class RunManager {
         },
         verify: async () => {
           if (!run)
-            return { outcome: "unverified", passed: true, checks: [], note: "Run is not available, so no checks could be run.", duration_ms: 0 };
+            return {
+              outcome: "unverified",
+              passed: true,
+              checks: [],
+              note: "Run is not available, so no checks could be run.",
+              duration_ms: 0,
+            };
           const changed = (await changedNow()).map((c) => c.path);
           const checkpoint = state.checkpoint ? { repo: store, commit: state.checkpoint } : undefined;
-          return verify({ ctx: runCtx, run, changed, checkpoint, testCommand: this.config.testCommand, tmpdir: this.config.checksTmpdir });
+          return verify({
+            ctx: runCtx,
+            run,
+            changed,
+            checkpoint,
+            testCommand: this.config.testCommand,
+            tmpdir: this.config.checksTmpdir,
+          });
         },
       });
       await live.saved;

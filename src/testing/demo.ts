@@ -9,8 +9,10 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { packageRoot } from "../paths.js";
 import { reply, say, ScriptedModel, use, type Step } from "./scripted-model.js";
 
-export const DEMO_TASK = "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
-export const PYTHON_DEMO_TASK = "Add a validated, paginated list_users(page, limit) to a dependency-free Python service, with pytest tests.";
+export const DEMO_TASK =
+  "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
+export const PYTHON_DEMO_TASK =
+  "Add a validated, paginated list_users(page, limit) to a dependency-free Python service, with pytest tests.";
 export type DemoStack = "node" | "python";
 
 const USERS_JS = `import http from "node:http";
@@ -81,9 +83,17 @@ export function demoSteps(): Step[] {
   return [
     reply(say("I'll look at the project first."), use("Glob", { pattern: "**/*" })),
     reply(use("Read", { file_path: "package.json" })),
-    reply(say("An ESM project with `node --test`. I'll add the endpoint module and its tests."), use("Write", { file_path: "src/users.js", content: USERS_JS }), use("Write", { file_path: "test/users.test.js", content: USERS_TEST_JS })),
+    reply(
+      say("An ESM project with `node --test`. I'll add the endpoint module and its tests."),
+      use("Write", { file_path: "src/users.js", content: USERS_JS }),
+      use("Write", { file_path: "test/users.test.js", content: USERS_TEST_JS }),
+    ),
     reply(use("Run", { command: "npm test 2>&1 | tail -n 15", description: "Run the test suite" })),
-    reply(say("Added `GET /users` in `src/users.js`: strict `page`/`limit` validation (400 with an error envelope), pages of at most 100, and `meta` with the total. `test/users.test.js` covers validation and paging over real HTTP; `npm test` passes (3 tests).")),
+    reply(
+      say(
+        "Added `GET /users` in `src/users.js`: strict `page`/`limit` validation (400 with an error envelope), pages of at most 100, and `meta` with the total. `test/users.test.js` covers validation and paging over real HTTP; `npm test` passes (3 tests).",
+      ),
+    ),
   ];
 }
 
@@ -136,9 +146,17 @@ export function pythonDemoSteps(): Step[] {
   return [
     reply(say("I'll look at the project first."), use("Glob", { pattern: "**/*" })),
     reply(use("Read", { file_path: "pyproject.toml" })),
-    reply(say("A plain Python project with pytest configured. I'll add the module and its tests."), use("Write", { file_path: "users.py", content: USERS_PY }), use("Write", { file_path: "tests/test_users.py", content: TEST_USERS_PY })),
+    reply(
+      say("A plain Python project with pytest configured. I'll add the module and its tests."),
+      use("Write", { file_path: "users.py", content: USERS_PY }),
+      use("Write", { file_path: "tests/test_users.py", content: TEST_USERS_PY }),
+    ),
     reply(use("Run", { command: "python3 -m pytest -q 2>&1 | tail -n 15", description: "Run the test suite" })),
-    reply(say("Added `list_users(page, limit)` in `users.py`: strict validation (`InvalidPaging` on anything but positive integers, limit at most 100) and `meta` with the total. `tests/test_users.py` covers paging and bad input; `python3 -m pytest` passes (6 tests).")),
+    reply(
+      say(
+        "Added `list_users(page, limit)` in `users.py`: strict validation (`InvalidPaging` on anything but positive integers, limit at most 100) and `meta` with the total. `tests/test_users.py` covers paging and bad input; `python3 -m pytest` passes (6 tests).",
+      ),
+    ),
   ];
 }
 
@@ -150,7 +168,10 @@ export async function demoWorkspace(stack: DemoStack = "node"): Promise<string> 
     await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free Python service.\n");
     return dir;
   }
-  await fs.writeFile(path.join(dir, "package.json"), `${JSON.stringify({ name: "demo-service", version: "1.0.0", type: "module", private: true, scripts: { test: "node --test" } }, null, 2)}\n`);
+  await fs.writeFile(
+    path.join(dir, "package.json"),
+    `${JSON.stringify({ name: "demo-service", version: "1.0.0", type: "module", private: true, scripts: { test: "node --test" } }, null, 2)}\n`,
+  );
   await fs.writeFile(path.join(dir, "README.md"), "# demo-service\nA tiny dependency-free HTTP service.\n");
   return dir;
 }
@@ -176,19 +197,26 @@ interface DemoArgs {
 export function parseDemoArgs(argv: string[]): DemoArgs | "help" {
   const { values, positionals } = parseArgs({
     args: argv,
-    options: { live: { type: "boolean" }, keep: { type: "boolean" }, stack: { type: "string", default: "node" }, help: { type: "boolean", short: "h" } },
+    options: {
+      live: { type: "boolean" },
+      keep: { type: "boolean" },
+      stack: { type: "string", default: "node" },
+      help: { type: "boolean", short: "h" },
+    },
     allowPositionals: true,
     strict: true,
   });
   if (values.help) return "help";
-  if (positionals.length && !values.live) throw new Error(`unexpected argument "${positionals[0]}" (a task is given with --live "<task>")`);
+  if (positionals.length && !values.live)
+    throw new Error(`unexpected argument "${positionals[0]}" (a task is given with --live "<task>")`);
   const stack = values.stack;
   if (stack !== "node" && stack !== "python") throw new Error(`--stack takes node or python (got "${stack}")`);
   return { live: values.live ?? false, keep: values.keep ?? false, stack, task: positionals.join(" ") || undefined };
 }
 
 /** TAP and runner bookkeeping (durations, plan lines, YAML markers) that says nothing to a person watching. */
-const RUNNER_NOISE = /^(# (duration_ms|tests|suites|pass|fail|cancelled|skipped|todo)\b|\s*duration_ms:|\s*type: '|TAP version|1\.\.\d+$|\s*(---|\.\.\.)$)/;
+const RUNNER_NOISE =
+  /^(# (duration_ms|tests|suites|pass|fail|cancelled|skipped|todo)\b|\s*duration_ms:|\s*type: '|TAP version|1\.\.\d+$|\s*(---|\.\.\.)$)/;
 
 /** The part of a progress message worth showing, or undefined to skip it. */
 export function meaningfulProgress(message: string): string | undefined {
@@ -213,19 +241,40 @@ async function main(): Promise<void> {
   try {
     const env: Record<string, string> = { ...(process.env as Record<string, string>) };
     if (model) Object.assign(env, { ANTHROPIC_API_KEY: "replay", ANTHROPIC_BASE_URL: await model.start() });
-    console.log(live ? `LIVE run against the Anthropic API in ${workspace}` : `REPLAY: a scripted model replays a fixed conversation (no live model, no API key needed).\nWorkspace: ${workspace}`);
+    console.log(
+      live
+        ? `LIVE run against the Anthropic API in ${workspace}`
+        : `REPLAY: a scripted model replays a fixed conversation (no live model, no API key needed).\nWorkspace: ${workspace}`,
+    );
     console.log(`Task: ${task}\n`);
     const client = new Client({ name: "backend-developer-demo", version: "1.0.0" });
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace], env, stderr: "inherit" }));
+    await client.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: [path.join(packageRoot, "dist", "cli.js"), "--workspace", workspace],
+        env,
+        stderr: "inherit",
+      }),
+    );
     let shown = "";
-    const result = (await client.callTool({ name: "Task", arguments: { description: stack === "python" ? "Paginated users listing" : "Paginated users endpoint", prompt: task } }, undefined, {
-      onprogress: (p) => {
-        const line = meaningfulProgress(p.message ?? "");
-        if (line && line !== shown) console.log(`  … ${(shown = line)}`);
+    const result = (await client.callTool(
+      {
+        name: "Task",
+        arguments: {
+          description: stack === "python" ? "Paginated users listing" : "Paginated users endpoint",
+          prompt: task,
+        },
       },
-      resetTimeoutOnProgress: true,
-      timeout: 30 * 60_000,
-    })) as CallToolResult;
+      undefined,
+      {
+        onprogress: (p) => {
+          const line = meaningfulProgress(p.message ?? "");
+          if (line && line !== shown) console.log(`  … ${(shown = line)}`);
+        },
+        resetTimeoutOnProgress: true,
+        timeout: 30 * 60_000,
+      },
+    )) as CallToolResult;
     console.log(`\n${result.content.map((c) => (c.type === "text" ? c.text : "")).join("\n")}`);
     await client.close();
     process.exitCode = result.isError ? 1 : 0;

@@ -65,15 +65,33 @@ export class Gate {
 export const gated = (step: Step, gate: Gate): Step => ({ ...(step as Extract<Step, { content: unknown }>), gate });
 
 export const say = (text: string): Block => ({ type: "text", text });
-export const use = (name: string, input: unknown): Block => ({ type: "tool_use", id: `toolu_${randomBytes(8).toString("hex")}`, name, input });
-export const think = (thinking: string): Block => ({ type: "thinking", thinking, signature: `sig_${randomBytes(24).toString("base64")}` });
-export const reply = (...content: Block[]): Step => ({ content, stop_reason: content.some((b) => b.type === "tool_use") ? "tool_use" : "end_turn" });
+export const use = (name: string, input: unknown): Block => ({
+  type: "tool_use",
+  id: `toolu_${randomBytes(8).toString("hex")}`,
+  name,
+  input,
+});
+export const think = (thinking: string): Block => ({
+  type: "thinking",
+  thinking,
+  signature: `sig_${randomBytes(24).toString("base64")}`,
+});
+export const reply = (...content: Block[]): Step => ({
+  content,
+  stop_reason: content.some((b) => b.type === "tool_use") ? "tool_use" : "end_turn",
+});
 export const overloaded: Step = { status: 529, error: "overloaded_error" };
-export const apiError = (status: number, error: string, message: string, headers?: Record<string, string>): Step => ({ status, error, message, headers });
+export const apiError = (status: number, error: string, message: string, headers?: Record<string, string>): Step => ({
+  status,
+  error,
+  message,
+  headers,
+});
 
 const tokens = (v: unknown) => Math.ceil(JSON.stringify(v ?? "").length / 4);
 const CHUNK = 48;
-const chunks = (s: string) => (s.length ? Array.from({ length: Math.ceil(s.length / CHUNK) }, (_, i) => s.slice(i * CHUNK, (i + 1) * CHUNK)) : []);
+const chunks = (s: string) =>
+  s.length ? Array.from({ length: Math.ceil(s.length / CHUNK) }, (_, i) => s.slice(i * CHUNK, (i + 1) * CHUNK)) : [];
 
 export class ScriptedModel {
   readonly requests: MessagesRequest[] = [];
@@ -114,40 +132,83 @@ export class ScriptedModel {
     res.on("error", () => undefined);
     let raw = "";
     for await (const chunk of req) raw += chunk;
-    if (req.method !== "POST" || !req.url?.startsWith("/v1/messages")) return this.send(res, 404, { type: "error", error: { type: "not_found_error", message: `${req.method} ${req.url}` } });
+    if (req.method !== "POST" || !req.url?.startsWith("/v1/messages"))
+      return this.send(res, 404, {
+        type: "error",
+        error: { type: "not_found_error", message: `${req.method} ${req.url}` },
+      });
     const body = JSON.parse(raw) as MessagesRequest;
     this.requests.push(body);
     this.headers.push(req.headers);
     this.times.push(Date.now());
     let step = this.steps[this.next++];
     while (typeof step === "function") step = step(body);
-    if (!step) return this.send(res, 500, { type: "error", error: { type: "api_error", message: "the scripted conversation has no more replies" } });
-    if ("status" in step) return this.send(res, step.status, { type: "error", error: { type: step.error, message: step.message ?? step.error } }, step.headers);
+    if (!step)
+      return this.send(res, 500, {
+        type: "error",
+        error: { type: "api_error", message: "the scripted conversation has no more replies" },
+      });
+    if ("status" in step)
+      return this.send(
+        res,
+        step.status,
+        { type: "error", error: { type: step.error, message: step.message ?? step.error } },
+        step.headers,
+      );
     if (step.gate) {
       step.gate.reached = true;
       await step.gate.opened;
     }
     const last = body.messages.at(-1);
-    const cached = body.system?.[0]?.cache_control ? tokens(body.system) + tokens(body.tools) + tokens(body.messages.slice(0, -1)) : 0;
+    const cached = body.system?.[0]?.cache_control
+      ? tokens(body.system) + tokens(body.tools) + tokens(body.messages.slice(0, -1))
+      : 0;
     const usage = step.usage
       ? { cache_read_input_tokens: 0, cache_creation_input_tokens: 0, ...step.usage }
-      : { input_tokens: tokens(last), output_tokens: tokens(step.content), cache_read_input_tokens: this.requests.length > 1 ? cached : 0, cache_creation_input_tokens: this.requests.length > 1 ? tokens(last) : cached };
+      : {
+          input_tokens: tokens(last),
+          output_tokens: tokens(step.content),
+          cache_read_input_tokens: this.requests.length > 1 ? cached : 0,
+          cache_creation_input_tokens: this.requests.length > 1 ? tokens(last) : cached,
+        };
     const message = {
-      id: `msg_${randomBytes(8).toString("hex")}`, type: "message", role: "assistant", model: body.model,
-      stop_reason: step.stop_reason ?? "end_turn", stop_sequence: null, stop_details: step.stop_details ?? null,
+      id: `msg_${randomBytes(8).toString("hex")}`,
+      type: "message",
+      role: "assistant",
+      model: body.model,
+      stop_reason: step.stop_reason ?? "end_turn",
+      stop_sequence: null,
+      stop_details: step.stop_details ?? null,
     };
     if (body.stream) return this.stream(res, message, step.content, usage, step.chunkDelayMs ?? 0, step.failMidStream);
-    this.send(res, 200, { ...message, content: step.content.map(({ partialJson: _, ...b }: Block & { partialJson?: string }) => b), usage });
+    this.send(res, 200, {
+      ...message,
+      content: step.content.map(({ partialJson: _, ...b }: Block & { partialJson?: string }) => b),
+      usage,
+    });
   }
 
   /** The answer as the API streams it: message_start, each block's start/deltas/stop, message_delta, message_stop. */
-  private async stream(res: http.ServerResponse, message: Record<string, unknown>, content: Block[], usage: Record<string, unknown>, chunkDelayMs: number, failWith?: string): Promise<void> {
-    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", "request-id": `req_${randomBytes(6).toString("hex")}` });
+  private async stream(
+    res: http.ServerResponse,
+    message: Record<string, unknown>,
+    content: Block[],
+    usage: Record<string, unknown>,
+    chunkDelayMs: number,
+    failWith?: string,
+  ): Promise<void> {
+    res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "request-id": `req_${randomBytes(6).toString("hex")}`,
+    });
     const events: [string, Record<string, unknown>][] = [];
     const event = (type: string, data: Record<string, unknown>) => events.push([type, data]);
     const { stop_reason, stop_details, ...start } = message;
     const { output_tokens, server_tool_use, output_tokens_details, ...input } = usage;
-    event("message_start", { message: { ...start, content: [], stop_reason: null, stop_details: null, usage: { ...input, output_tokens: 1 } } });
+    event("message_start", {
+      message: { ...start, content: [], stop_reason: null, stop_details: null, usage: { ...input, output_tokens: 1 } },
+    });
     content.forEach((b, index) => {
       const delta = (d: Record<string, unknown>) => event("content_block_delta", { index, delta: d });
       if (b.type === "text") {
@@ -160,13 +221,25 @@ export class ScriptedModel {
       } else if (b.type === "tool_use" || b.type === "server_tool_use") {
         const { partialJson, ...block } = b as Block & { partialJson?: string };
         event("content_block_start", { index, content_block: { ...block, input: {} } });
-        for (const partial_json of chunks(partialJson ?? JSON.stringify(b.input))) delta({ type: "input_json_delta", partial_json });
+        for (const partial_json of chunks(partialJson ?? JSON.stringify(b.input)))
+          delta({ type: "input_json_delta", partial_json });
       } else event("content_block_start", { index, content_block: b });
       event("content_block_stop", { index });
     });
-    event("message_delta", { delta: { stop_reason, stop_sequence: null, stop_details }, usage: { output_tokens, ...(server_tool_use ? { server_tool_use } : {}), ...(output_tokens_details ? { output_tokens_details } : {}) } });
+    event("message_delta", {
+      delta: { stop_reason, stop_sequence: null, stop_details },
+      usage: {
+        output_tokens,
+        ...(server_tool_use ? { server_tool_use } : {}),
+        ...(output_tokens_details ? { output_tokens_details } : {}),
+      },
+    });
     event("message_stop", {});
-    if (failWith) events.splice(2, events.length, ["error", { error: { type: failWith, message: failWith === "overloaded_error" ? "Overloaded" : failWith } }]);
+    if (failWith)
+      events.splice(2, events.length, [
+        "error",
+        { error: { type: failWith, message: failWith === "overloaded_error" ? "Overloaded" : failWith } },
+      ]);
     for (const [type, data] of events) {
       if (chunkDelayMs && type === "content_block_delta") await new Promise((r) => setTimeout(r, chunkDelayMs));
       res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
@@ -175,7 +248,12 @@ export class ScriptedModel {
   }
 
   private send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    res.writeHead(status, { "content-type": "application/json", "retry-after-ms": "20", "request-id": `req_${randomBytes(6).toString("hex")}`, ...headers });
+    res.writeHead(status, {
+      "content-type": "application/json",
+      "retry-after-ms": "20",
+      "request-id": `req_${randomBytes(6).toString("hex")}`,
+      ...headers,
+    });
     res.end(JSON.stringify(body));
   }
 }

@@ -34,7 +34,11 @@ function around(text: string, from: number, to: number): { line: number; text: s
 
 /** The file lines most like the first line of old_string, to show where the model's memory went wrong. */
 function nearestLines(lines: string[], oldString: string): string {
-  const probe = oldString.split(/\r?\n/).find((l) => l.trim())?.trim().slice(0, 200);
+  const probe = oldString
+    .split(/\r?\n/)
+    .find((l) => l.trim())
+    ?.trim()
+    .slice(0, 200);
   if (!probe) return "";
   const scored = lines
     .slice(0, 50_000)
@@ -57,16 +61,25 @@ interface EditPlan {
 /** Where old_string occurs and the text after the replacement; throws when it is absent or not unique. */
 function planEdit(file: TextFile, name: string, oldString: string, newString: string, replaceAll: boolean): EditPlan {
   const crlf = usesCRLF(file.text);
-  const [from, to] = [oldString, newString].map((s) => (s.includes("\r") ? s : matchLineEndings(s, crlf))) as [string, string];
+  const [from, to] = [oldString, newString].map((s) => (s.includes("\r") ? s : matchLineEndings(s, crlf))) as [
+    string,
+    string,
+  ];
   const found = occurrences(file.text, from);
   if (found.length === 0) {
-    throw new ToolError(`old_string was not found in ${name}. It must match the file exactly, including whitespace and indentation; Read the file again if unsure.${nearestLines(splitLines(file.text), oldString)}`);
+    throw new ToolError(
+      `old_string was not found in ${name}. It must match the file exactly, including whitespace and indentation; Read the file again if unsure.${nearestLines(splitLines(file.text), oldString)}`,
+    );
   }
   if (found.length > 1 && !replaceAll) {
     const at = found.slice(0, 20).map((i) => lineOf(file.text, i));
-    throw new ToolError(`old_string occurs ${found.length} times in ${name} (lines ${at.join(", ")}${found.length > at.length ? ", …" : ""}). Add surrounding lines to make it unique, or set replace_all to true.`);
+    throw new ToolError(
+      `old_string occurs ${found.length} times in ${name} (lines ${at.join(", ")}${found.length > at.length ? ", …" : ""}). Add surrounding lines to make it unique, or set replace_all to true.`,
+    );
   }
-  const updated = replaceAll ? file.text.split(from).join(to) : file.text.slice(0, found[0]) + to + file.text.slice(found[0]! + from.length);
+  const updated = replaceAll
+    ? file.text.split(from).join(to)
+    : file.text.slice(0, found[0]) + to + file.text.slice(found[0]! + from.length);
   return { file, from, to, found, updated };
 }
 
@@ -87,8 +100,12 @@ export default defineTool({
     diff: z.string().describe("Unified diff of the change"),
   }),
   async handle({ file_path, old_string, new_string, replace_all }, { ws }) {
-    if (old_string === new_string) throw new ToolError("old_string and new_string are identical, so there is nothing to change. Give a different new_string.");
-    if (old_string === "") throw new ToolError("old_string is empty. To create a file use Write; to edit, give the exact text to replace.");
+    if (old_string === new_string)
+      throw new ToolError(
+        "old_string and new_string are identical, so there is nothing to change. Give a different new_string.",
+      );
+    if (old_string === "")
+      throw new ToolError("old_string is empty. To create a file use Write; to edit, give the exact text to replace.");
     const abs = await ws.resolve(file_path, "write");
     const name = ws.relative(abs);
     let plan: EditPlan | undefined;
@@ -106,10 +123,20 @@ export default defineTool({
     const oldEnd = found.at(-1)! + from.length;
     const newEnd = oldEnd + (replace_all ? found.length : 1) * (to.length - from.length);
     const shown = around(updated, first, newEnd);
-    const snippet = splitLines(shown.text).map((l, i) => numberLine(shown.line + i, l)).join("\n");
+    const snippet = splitLines(shown.text)
+      .map((l, i) => numberLine(shown.line + i, l))
+      .join("\n");
     const before = around(file.text, first, oldEnd);
     const { structuredPatch, formatPatch } = await import("diff");
-    const patch = structuredPatch(`a/${name}`, `b/${name}`, before.text.replaceAll("\r\n", "\n"), shown.text.replaceAll("\r\n", "\n"), undefined, undefined, { context: CONTEXT_LINES });
+    const patch = structuredPatch(
+      `a/${name}`,
+      `b/${name}`,
+      before.text.replaceAll("\r\n", "\n"),
+      shown.text.replaceAll("\r\n", "\n"),
+      undefined,
+      undefined,
+      { context: CONTEXT_LINES },
+    );
     for (const h of patch.hunks) [h.oldStart, h.newStart] = [h.oldStart + before.line - 1, h.newStart + shown.line - 1];
     const diff = formatPatch(patch);
     const count = replace_all ? found.length : 1;

@@ -18,18 +18,27 @@ export default defineTool({
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   input: z.object({
     pattern: z.string().min(1).describe('Glob to match file paths against, e.g. "**/*.ts" or "src/**/route*.ts"'),
-    path: z.string().optional().describe("Folder to search in, relative to the workspace root (default: the whole workspace)"),
+    path: z
+      .string()
+      .optional()
+      .describe("Folder to search in, relative to the workspace root (default: the whole workspace)"),
   }),
   async handle({ pattern, path }, ctx) {
     const target = await searchTarget(path, ctx);
     const matched: string[] = [];
     const [allowed] = await Promise.all([
       unignored(target, ctx),
-      runRg([...RG_BASE, "--files", "--glob", anchorTo(target[0], pattern.replace(/^\.\//, "")), "--", ...target], ctx, (line) => matched.push(line)),
+      runRg(
+        [...RG_BASE, "--files", "--glob", anchorTo(target[0], pattern.replace(/^\.\//, "")), "--", ...target],
+        ctx,
+        (line) => matched.push(line),
+      ),
     ]);
     const files = matched.filter((f) => allowed.has(f));
     if (files.length === 0) return { text: `No files match ${pattern}${path ? ` in ${path}` : ""}.` };
     const { sorted, note } = await sortByMtime(files, ctx.ws.root);
-    return { text: `${note ? `${plural(files.length, "file")}${note}\n` : ""}${fitEntries(sorted, DEFAULT_LIMIT, files.length, "files", "Use a more specific pattern or path.")}` };
+    return {
+      text: `${note ? `${plural(files.length, "file")}${note}\n` : ""}${fitEntries(sorted, DEFAULT_LIMIT, files.length, "files", "Use a more specific pattern or path.")}`,
+    };
   },
 });

@@ -1,11 +1,20 @@
 import { z } from "zod";
-import { fitEntries, OUTPUT_BUDGET, plural, RG_BASE, runRg, searchTarget, sortByMtime, unignored } from "../files/search.js";
+import {
+  fitEntries,
+  OUTPUT_BUDGET,
+  plural,
+  RG_BASE,
+  runRg,
+  searchTarget,
+  sortByMtime,
+  unignored,
+} from "../files/search.js";
 import { defineTool } from "../server/tool.js";
 
 const MAX_LINE_CHARS = 500;
 
 type RgText = { text?: string; bytes?: string };
-const decode = (v: RgText | undefined) => (v?.text ?? Buffer.from(v?.bytes ?? "", "base64").toString("utf8"));
+const decode = (v: RgText | undefined) => v?.text ?? Buffer.from(v?.bytes ?? "", "base64").toString("utf8");
 
 export default defineTool({
   name: "Grep",
@@ -13,15 +22,27 @@ export default defineTool({
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   input: z.object({
     pattern: z.string().min(1).describe("Regular expression to search for (Rust regex syntax, as ripgrep)"),
-    path: z.string().optional().describe("File or folder to search, relative to the workspace root (default: the whole workspace)"),
+    path: z
+      .string()
+      .optional()
+      .describe("File or folder to search, relative to the workspace root (default: the whole workspace)"),
     glob: z.string().optional().describe('Only search files matching this glob, e.g. "*.ts" or "src/**/*.{ts,tsx}"'),
     type: z.string().optional().describe('Only search files of this ripgrep type, e.g. "ts", "py", "go"'),
-    output_mode: z.enum(["files_with_matches", "content", "count"]).default("files_with_matches").describe("files_with_matches (default): paths; content: matching lines; count: matches per file"),
+    output_mode: z
+      .enum(["files_with_matches", "content", "count"])
+      .default("files_with_matches")
+      .describe("files_with_matches (default): paths; content: matching lines; count: matches per file"),
     "-i": z.boolean().optional().describe("Case-insensitive search"),
     "-n": z.boolean().optional().describe("Show line numbers in content mode (default true)"),
     "-A": z.number().int().min(0).max(100).optional().describe("Lines of context after each match (content mode)"),
     "-B": z.number().int().min(0).max(100).optional().describe("Lines of context before each match (content mode)"),
-    "-C": z.number().int().min(0).max(100).optional().describe("Lines of context before and after each match (content mode)"),
+    "-C": z
+      .number()
+      .int()
+      .min(0)
+      .max(100)
+      .optional()
+      .describe("Lines of context before and after each match (content mode)"),
     multiline: z.boolean().optional().describe("Let patterns span lines; . also matches newlines"),
     head_limit: z.number().int().min(1).optional().describe("Show at most this many lines or entries"),
   }),
@@ -51,11 +72,15 @@ export default defineTool({
       if (counts.size === 0) return { text: "No matches found." };
       if (a.output_mode === "files_with_matches") {
         const { sorted, note } = await sortByMtime([...counts.keys()], ctx.ws.root);
-        return { text: `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", narrow)}` };
+        return {
+          text: `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", narrow)}`,
+        };
       }
       const rows = [...counts].sort(([x], [y]) => x.localeCompare(y)).map(([f, n]) => `${f}:${n}`);
       const total = [...counts.values()].reduce((s, n) => s + Number(n), 0);
-      return { text: `${plural(total, "matching line")} in ${plural(rows.length, "file")}\n${fitEntries(rows, a.head_limit, rows.length, "files", narrow)}` };
+      return {
+        text: `${plural(total, "matching line")} in ${plural(rows.length, "file")}\n${fitEntries(rows, a.head_limit, rows.length, "files", narrow)}`,
+      };
     }
 
     const context = a["-C"] ?? 0;
@@ -93,7 +118,10 @@ export default defineTool({
       if (isMatch) shown++;
     });
     if (total === 0) return { text: "No matches found." };
-    const note = total > shown ? `\n\n[${total - shown} more matching lines left out (${shown} of ${total} shown). ${narrow}]` : "";
+    const note =
+      total > shown
+        ? `\n\n[${total - shown} more matching lines left out (${shown} of ${total} shown). ${narrow}]`
+        : "";
     return { text: rows.join("\n") + note };
   },
 });

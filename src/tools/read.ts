@@ -24,7 +24,9 @@ async function describeDirectory(abs: string, name: string): Promise<never> {
   const entries = await fs.readdir(abs, { withFileTypes: true });
   const shown = entries.slice(0, 20).map((e) => `  ${e.name}${e.isDirectory() ? "/" : ""}`);
   const more = entries.length > shown.length ? `\n  … and ${entries.length - shown.length} more` : "";
-  throw new ToolError(`${name} is a directory, not a file. Read takes a file; use Glob to list files. It contains:\n${shown.join("\n") || "  (empty)"}${more}`);
+  throw new ToolError(
+    `${name} is a directory, not a file. Read takes a file; use Glob to list files. It contains:\n${shown.join("\n") || "  (empty)"}${more}`,
+  );
 }
 
 export default defineTool({
@@ -40,28 +42,40 @@ export default defineTool({
     const abs = await ws.resolve(file_path);
     const name = ws.relative(abs);
     const st = await fs.stat(abs).catch((e) => {
-      if (errno(e) === "ENOENT") throw new ToolError(`File not found: ${name}. Check the path, or use Glob to find the file.`);
+      if (errno(e) === "ENOENT")
+        throw new ToolError(`File not found: ${name}. Check the path, or use Glob to find the file.`);
       throw e;
     });
     if (st.isDirectory()) return describeDirectory(abs, name);
     if (!st.isFile()) throw new ToolError(`${name} is not a regular file.`);
 
     if (st.size > MAX_FILE_BYTES) {
-      throw new ToolError(`${name} is ${(st.size / 1048576).toFixed(0)} MB; Read handles files up to 64 MB. Use Grep to find the lines you need.`);
+      throw new ToolError(
+        `${name} is ${(st.size / 1048576).toFixed(0)} MB; Read handles files up to 64 MB. Use Grep to find the lines you need.`,
+      );
     }
     const buf = await fs.readFile(abs);
     ws.recordRead(abs, st);
     const mimeType = imageType(buf);
     if (mimeType) {
-      if (st.size > MAX_IMAGE_BYTES) throw new ToolError(`${name} is an image of ${st.size} bytes; images up to ${MAX_IMAGE_BYTES} bytes can be read.`);
-      return { text: `Image ${name} (${mimeType}, ${st.size} bytes)`, images: [{ data: buf.toString("base64"), mimeType }] };
+      if (st.size > MAX_IMAGE_BYTES)
+        throw new ToolError(
+          `${name} is an image of ${st.size} bytes; images up to ${MAX_IMAGE_BYTES} bytes can be read.`,
+        );
+      return {
+        text: `Image ${name} (${mimeType}, ${st.size} bytes)`,
+        images: [{ data: buf.toString("base64"), mimeType }],
+      };
     }
-    if (looksBinary(buf)) throw new ToolError(`${name} is a binary file (${st.size} bytes) and cannot be shown as text.`);
+    if (looksBinary(buf))
+      throw new ToolError(`${name} is a binary file (${st.size} bytes) and cannot be shown as text.`);
     if (buf.length === 0) return { text: `${name} exists but is empty (0 bytes).` };
 
     const lines = splitLines(decodeText(buf).text);
     if (offset > lines.length) {
-      throw new ToolError(`offset ${offset} is past the end of ${name}, which has ${lines.length} lines. Use an offset from 1 to ${lines.length}.`);
+      throw new ToolError(
+        `offset ${offset} is past the end of ${name}, which has ${lines.length} lines. Use an offset from 1 to ${lines.length}.`,
+      );
     }
     const out: string[] = [];
     let size = 0;

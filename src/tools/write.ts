@@ -25,7 +25,10 @@ export default defineTool({
       ws.assertFresh(abs, current.st);
       if (looksBinary(current.data)) return encodeText({ text: content, encoding: "utf8", bom: false });
       const prev = decodeText(current.data);
-      return encodeText({ ...prev, text: content.includes("\r") ? content : matchLineEndings(content, usesCRLF(prev.text)) });
+      return encodeText({
+        ...prev,
+        text: content.includes("\r") ? content : matchLineEndings(content, usesCRLF(prev.text)),
+      });
     });
     const action = st ? "overwritten" : "created";
     const lines = content === "" ? 0 : content.split("\n").length - (content.endsWith("\n") ? 1 : 0);

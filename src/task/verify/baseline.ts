@@ -18,7 +18,8 @@ import { runProjectChecks, tsMorphCheck, type ExecOptions, type RawResult } from
 const DEPENDENCY_DIRS = ["node_modules", ".venv", "venv", "vendor"];
 const CACHE_LIMIT = 200;
 const cache = new Map<string, RawResult>();
-const cacheKey = (workdir: string, checkpoint: string, s: CheckSpec) => [workdir, checkpoint, s.project, s.name, s.script].join("\0");
+const cacheKey = (workdir: string, checkpoint: string, s: CheckSpec) =>
+  [workdir, checkpoint, s.project, s.name, s.script].join("\0");
 
 /** A reader of files as they were at the checkpoint, from the server's own git directory. */
 export function checkpointReader(repo: GitDir, checkpoint: string): (rel: string) => Promise<string | undefined> {
@@ -31,13 +32,19 @@ async function linkDependencies(workdir: string, dir: string, projects: string[]
     for (const name of DEPENDENCY_DIRS) {
       const source = path.join(workdir, project, name);
       const target = path.join(dir, project, name);
-      if (existsSync(source) && !existsSync(target) && existsSync(path.dirname(target))) await fs.symlink(source, target, "dir").catch(() => undefined);
+      if (existsSync(source) && !existsSync(target) && existsSync(path.dirname(target)))
+        await fs.symlink(source, target, "dir").catch(() => undefined);
     }
   }
 }
 
 /** The results of specs at the checkpoint; undefined for a spec when the checkpoint could not be materialised. */
-export async function baselineResults(specs: CheckSpec[], repo: GitDir, checkpoint: string, o: ExecOptions): Promise<Map<CheckSpec, RawResult>> {
+export async function baselineResults(
+  specs: CheckSpec[],
+  repo: GitDir,
+  checkpoint: string,
+  o: ExecOptions,
+): Promise<Map<CheckSpec, RawResult>> {
   const workdir = o.ctx.ws.root;
   const out = new Map<CheckSpec, RawResult>();
   const todo = specs.filter((s) => {
@@ -50,10 +57,17 @@ export async function baselineResults(specs: CheckSpec[], repo: GitDir, checkpoi
   await fs.mkdir(dir, { recursive: true });
   try {
     await exportTree(repo, checkpoint, dir);
-    await linkDependencies(workdir, dir, todo.map((s) => s.project));
+    await linkDependencies(
+      workdir,
+      dir,
+      todo.map((s) => s.project),
+    );
     const ctx = { ...o.ctx, ws: await Workspace.open(dir), progress: (m: string) => o.ctx.progress(`baseline · ${m}`) };
     for (const group of groupByProject(todo)) {
-      const results = group[0]!.parser === "ts-morph" ? [await tsMorphCheck(group[0]!, dir)] : await runProjectChecks(group, { ...o, ctx, baseline: true });
+      const results =
+        group[0]!.parser === "ts-morph"
+          ? [await tsMorphCheck(group[0]!, dir)]
+          : await runProjectChecks(group, { ...o, ctx, baseline: true });
       results.forEach((r) => out.set(r.spec, r));
     }
   } finally {

@@ -37,14 +37,31 @@ const shq = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 /** Variables that keep toolchains offline and their caches in the sandbox's temp folder. */
 function toolchainEnv(tmpdir: string, projectDir: string, baseline: boolean): string {
   const cache = path.join(tmpdir, "check-caches");
-  const cargoTarget = path.join(cache, "cargo-target", createHash("sha256").update(projectDir).digest("hex").slice(0, 16));
+  const cargoTarget = path.join(
+    cache,
+    "cargo-target",
+    createHash("sha256").update(projectDir).digest("hex").slice(0, 16),
+  );
   const vars: Record<string, string> = {
     CI: "1",
-    GOCACHE: `${cache}/go-build`, GOPROXY: "off", GOSUMDB: "off", GOTOOLCHAIN: "local",
-    PIP_NO_INDEX: "1", PIP_DISABLE_PIP_VERSION_CHECK: "1", PYTHONDONTWRITEBYTECODE: "1", UV_OFFLINE: "1", UV_CACHE_DIR: `${cache}/uv`,
-    RUFF_CACHE_DIR: `${cache}/ruff`, POETRY_CACHE_DIR: `${cache}/poetry`,
-    CARGO_TARGET_DIR: cargoTarget, CARGO_NET_OFFLINE: "true",
-    npm_config_offline: "true", npm_config_update_notifier: "false", npm_config_fund: "false", npm_config_audit: "false", npm_config_cache: `${cache}/npm`,
+    GOCACHE: `${cache}/go-build`,
+    GOPROXY: "off",
+    GOSUMDB: "off",
+    GOTOOLCHAIN: "local",
+    PIP_NO_INDEX: "1",
+    PIP_DISABLE_PIP_VERSION_CHECK: "1",
+    PYTHONDONTWRITEBYTECODE: "1",
+    UV_OFFLINE: "1",
+    UV_CACHE_DIR: `${cache}/uv`,
+    RUFF_CACHE_DIR: `${cache}/ruff`,
+    POETRY_CACHE_DIR: `${cache}/poetry`,
+    CARGO_TARGET_DIR: cargoTarget,
+    CARGO_NET_OFFLINE: "true",
+    npm_config_offline: "true",
+    npm_config_update_notifier: "false",
+    npm_config_fund: "false",
+    npm_config_audit: "false",
+    npm_config_cache: `${cache}/npm`,
   };
   const lines = Object.entries(vars).map(([k, v]) => `export ${k}=${shq(v)}`);
   if (baseline) lines.push(`export PYTHONPATH="$PWD/src:$PWD\${PYTHONPATH:+:$PYTHONPATH}"`);
@@ -56,7 +73,12 @@ function projectScript(specs: CheckSpec[], project: string, reportDir: string, e
   const R = shq(reportDir);
   const steps = specs.map((s, i) => {
     const script = s.script.replaceAll("{report}", shq(path.join(reportDir, `${i}.xml`)));
-    return [`echo "$EPOCHREALTIME" > ${R}/${i}.start`, `( ${script}\n) > ${R}/${i}.out 2>&1 < /dev/null`, `echo $? > ${R}/${i}.code`, `echo "$EPOCHREALTIME" > ${R}/${i}.end`].join("\n");
+    return [
+      `echo "$EPOCHREALTIME" > ${R}/${i}.start`,
+      `( ${script}\n) > ${R}/${i}.out 2>&1 < /dev/null`,
+      `echo $? > ${R}/${i}.code`,
+      `echo "$EPOCHREALTIME" > ${R}/${i}.end`,
+    ].join("\n");
   });
   return [`cd -- ${shq(project)} || exit 97`, env, ...steps].join("\n");
 }
@@ -78,7 +100,10 @@ async function readBounded(file: string, max: number): Promise<string | undefine
 
 async function reportsIn(dir: string, names: string[]): Promise<string[]> {
   const out: string[] = [];
-  for (const name of names.filter((n) => n.endsWith(".xml")).sort().slice(0, MAX_REPORTS)) {
+  for (const name of names
+    .filter((n) => n.endsWith(".xml"))
+    .sort()
+    .slice(0, MAX_REPORTS)) {
     const text = await readBounded(path.join(dir, name), MAX_REPORT_BYTES);
     if (text) out.push(text);
   }
@@ -109,10 +134,18 @@ export async function runProjectChecks(specs: CheckSpec[], o: ExecOptions): Prom
     await fs.mkdir(reportDir, { recursive: true });
     try {
       const started = Date.now();
-      const call = await callTool(o.run, { command: projectScript(runnable, project, reportDir, toolchainEnv(o.tmpdir, projectDir, Boolean(o.baseline))), timeout: RUN_LIMIT_MS }, o.ctx);
+      const call = await callTool(
+        o.run,
+        {
+          command: projectScript(runnable, project, reportDir, toolchainEnv(o.tmpdir, projectDir, Boolean(o.baseline))),
+          timeout: RUN_LIMIT_MS,
+        },
+        o.ctx,
+      );
       const run = call.structuredContent as RunResult | undefined;
       const fallbackMs = Date.now() - started;
-      for (const [i, spec] of runnable.entries()) results.set(spec, await readResult(spec, i, reportDir, projectDir, root, run, fallbackMs / runnable.length));
+      for (const [i, spec] of runnable.entries())
+        results.set(spec, await readResult(spec, i, reportDir, projectDir, root, run, fallbackMs / runnable.length));
     } finally {
       await fs.rm(reportDir, { recursive: true, force: true });
     }
@@ -120,17 +153,39 @@ export async function runProjectChecks(specs: CheckSpec[], o: ExecOptions): Prom
   return specs.map((s) => results.get(s)!);
 }
 
-const notRun = (spec: CheckSpec, reason: string): RawResult => ({ spec, result: "not_run", reason, durationMs: 0, output: "", reports: [] });
+const notRun = (spec: CheckSpec, reason: string): RawResult => ({
+  spec,
+  result: "not_run",
+  reason,
+  durationMs: 0,
+  output: "",
+  reports: [],
+});
 
-async function readResult(spec: CheckSpec, i: number, reportDir: string, projectDir: string, root: string, run: RunResult | undefined, fallbackMs: number): Promise<RawResult> {
+async function readResult(
+  spec: CheckSpec,
+  i: number,
+  reportDir: string,
+  projectDir: string,
+  root: string,
+  run: RunResult | undefined,
+  fallbackMs: number,
+): Promise<RawResult> {
   const file = (ext: string) => readBounded(path.join(reportDir, `${i}.${ext}`), MAX_OUTPUT_BYTES);
   const [code, start, end, rawOutput] = await Promise.all([file("code"), file("start"), file("end"), file("out")]);
-  const output = stripAnsi(rawOutput ?? "").replaceAll(`${root}/`, "").replaceAll(root, ".");
+  const output = stripAnsi(rawOutput ?? "")
+    .replaceAll(`${root}/`, "")
+    .replaceAll(root, ".");
   const startMs = seconds(start);
   const endMs = seconds(end);
-  const durationMs = startMs !== undefined && endMs !== undefined ? Math.round(endMs - startMs) : Math.round(fallbackMs);
+  const durationMs =
+    startMs !== undefined && endMs !== undefined ? Math.round(endMs - startMs) : Math.round(fallbackMs);
   if (code === undefined) {
-    const why = run?.timed_out ? `the project's checks exceeded Run's ${RUN_LIMIT_MS / 60_000}-minute limit` : run?.cancelled ? "cancelled" : "it did not finish";
+    const why = run?.timed_out
+      ? `the project's checks exceeded Run's ${RUN_LIMIT_MS / 60_000}-minute limit`
+      : run?.cancelled
+        ? "cancelled"
+        : "it did not finish";
     if (start === undefined) return { ...notRun(spec, why), output };
     return { spec, result: "failed", reason: why, durationMs, output: `${output}\n[${why}]`, reports: [] };
   }
@@ -139,7 +194,10 @@ async function readResult(spec: CheckSpec, i: number, reportDir: string, project
   if (missing) return { ...notRun(spec, missing.reason), durationMs, output };
   if (spec.nothingExit?.code === exitCode) return { ...notRun(spec, spec.nothingExit.reason), durationMs, output };
   const reports = spec.script.includes("{report}") ? [await file("xml")].filter((r): r is string => Boolean(r)) : [];
-  for (const dir of spec.reportDirs ?? []) reports.push(...(await reportsIn(path.join(projectDir, dir), await fs.readdir(path.join(projectDir, dir)).catch(() => []))));
+  for (const dir of spec.reportDirs ?? [])
+    reports.push(
+      ...(await reportsIn(path.join(projectDir, dir), await fs.readdir(path.join(projectDir, dir)).catch(() => []))),
+    );
   return { spec, result: exitCode === 0 ? "passed" : "failed", exitCode, durationMs, output, reports };
 }
 
@@ -155,5 +213,12 @@ export async function tsMorphCheck(spec: CheckSpec, root: string): Promise<RawRe
     const file = d.getSourceFile()?.getFilePath();
     return `${file ? path.relative(dir, file) : "(project)"}(${d.getLineNumber() ?? 0},0): error TS${d.getCode()}: ${message}`;
   });
-  return { spec, result: lines.length ? "failed" : "passed", exitCode: lines.length ? 1 : 0, durationMs: Date.now() - started, output: lines.join("\n"), reports: [] };
+  return {
+    spec,
+    result: lines.length ? "failed" : "passed",
+    exitCode: lines.length ? 1 : 0,
+    durationMs: Date.now() - started,
+    output: lines.join("\n"),
+    reports: [],
+  };
 }

@@ -31,7 +31,11 @@ async function runChecks(specs: CheckSpec[], o: ExecOptions): Promise<RawResult[
   const results: RawResult[] = [];
   for (const group of groupByProject(specs)) {
     o.ctx.progress(`verifying ${group[0]!.project}: ${group.map((s) => s.command).join(", ")}`);
-    results.push(...(group[0]!.parser === "ts-morph" ? [await tsMorphCheck(group[0]!, o.ctx.ws.root)] : await runProjectChecks(group, o)));
+    results.push(
+      ...(group[0]!.parser === "ts-morph"
+        ? [await tsMorphCheck(group[0]!, o.ctx.ws.root)]
+        : await runProjectChecks(group, o)),
+    );
   }
   return results;
 }
@@ -45,7 +49,11 @@ function outcomeOf(checks: CheckResult[]): Verification["outcome"] {
 export async function verify(o: VerifyOptions): Promise<Verification> {
   const started = Date.now();
   const root = o.ctx.ws.root;
-  const done = (v: Omit<Verification, "duration_ms" | "passed">): Verification => ({ ...v, passed: v.outcome !== "failed", duration_ms: Date.now() - started });
+  const done = (v: Omit<Verification, "duration_ms" | "passed">): Verification => ({
+    ...v,
+    passed: v.outcome !== "failed",
+    duration_ms: Date.now() - started,
+  });
   let specs: CheckSpec[];
   try {
     const before = o.checkpoint ? checkpointReader(o.checkpoint.repo, o.checkpoint.commit) : undefined;

@@ -20,7 +20,11 @@ function addCounted(f: Findings, key: string, detail: string): void {
 /** JUnit XML (pytest --junitxml, Surefire, Gradle): one key per test case, "classname::name". */
 export async function parseJunit(xmls: string[]): Promise<Findings> {
   const { XMLParser } = await import("fast-xml-parser");
-  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "", isArray: (name) => ["testsuite", "testcase"].includes(name) });
+  const parser = new XMLParser({
+    ignoreAttributes: false,
+    attributeNamePrefix: "",
+    isArray: (name) => ["testsuite", "testcase"].includes(name),
+  });
   const f = empty();
   const visit = (node: unknown): void => {
     if (!node || typeof node !== "object") return;
@@ -32,7 +36,8 @@ export async function parseJunit(xmls: string[]): Promise<Findings> {
         if (tc.skipped === undefined) f.passed.add(key);
         continue;
       }
-      const text = typeof problem === "string" ? problem : [problem.message, problem["#text"]].filter(Boolean).join("\n");
+      const text =
+        typeof problem === "string" ? problem : [problem.message, problem["#text"]].filter(Boolean).join("\n");
       f.failed.set(key, clip(String(text)));
     }
     for (const child of [n.testsuites, ...((n.testsuite as unknown[]) ?? [])]) visit(child);
@@ -56,10 +61,17 @@ export function parseGoJson(text: string): Findings {
     const key = e.Test ? `${e.Package} ${e.Test}` : `${e.Package}`;
     if (e.Action === "output" && e.Output) output.set(key, [...(output.get(key) ?? []), e.Output]);
     if (e.Action === "pass" && e.Test) f.passed.add(key);
-    if (e.Action === "fail" && (e.Test || !hasFailedTest(f, e.Package))) f.failed.set(key, clip((output.get(key) ?? []).join("").trim()));
+    if (e.Action === "fail" && (e.Test || !hasFailedTest(f, e.Package)))
+      f.failed.set(key, clip((output.get(key) ?? []).join("").trim()));
   }
   // A build failure prints plain text before (or instead of) JSON: keep it as a per-check diagnostic.
-  for (const [k, v] of parseDiagnostics(text.split("\n").filter((l) => !l.startsWith("{")).join("\n")).failed) f.failed.set(k, v);
+  for (const [k, v] of parseDiagnostics(
+    text
+      .split("\n")
+      .filter((l) => !l.startsWith("{"))
+      .join("\n"),
+  ).failed)
+    f.failed.set(k, v);
   return f;
 }
 
@@ -69,7 +81,8 @@ const hasFailedTest = (f: Findings, pkg?: string) => [...f.failed.keys()].some((
 export function parseCargoTest(text: string): Findings {
   const f = empty();
   const blocks = new Map<string, string>();
-  for (const m of text.matchAll(/^---- (\S+) stdout ----\n([\s\S]*?)(?=^---- |^failures:|^test result:)/gm)) blocks.set(m[1]!, m[2]!.trim());
+  for (const m of text.matchAll(/^---- (\S+) stdout ----\n([\s\S]*?)(?=^---- |^failures:|^test result:)/gm))
+    blocks.set(m[1]!, m[2]!.trim());
   for (const m of text.matchAll(/^test (\S+) \.\.\. (ok|FAILED)$/gm)) {
     if (m[2] === "ok") f.passed.add(m[1]!);
     else f.failed.set(m[1]!, clip(blocks.get(m[1]!) ?? ""));
@@ -93,7 +106,8 @@ const TEST_LINE: [RegExp, boolean][] = [
   [/^test (\S+) \.\.\. ok$/, true],
 ];
 
-const NEXT_TEST = /^\s*(# Subtest:|(not )?ok \d+ - |[✖✗×✕✔✓√▶]\s|FAIL\s|PASS\s|FAILED |PASSED |--- (FAIL|PASS):|=== RUN|test \S+ \.\.\.)/;
+const NEXT_TEST =
+  /^\s*(# Subtest:|(not )?ok \d+ - |[✖✗×✕✔✓√▶]\s|FAIL\s|PASS\s|FAILED |PASSED |--- (FAIL|PASS):|=== RUN|test \S+ \.\.\.)/;
 
 /** A failing test's line and what follows it, up to the next test (at most 15 lines), so another test's failure is never quoted. */
 function ownLines(lines: string[], from: number): string {
@@ -120,7 +134,8 @@ export function parseTestText(text: string): Findings {
   return f;
 }
 
-const NOISE = /^(✖ \d+ problems?|npm (error|ERR!|warn)|> |\s*at |error: could not compile|error: Recipe|make: \*\*\*|Found \d+ errors?|\d+ problems?|ELIFECYCLE|Command failed)/i;
+const NOISE =
+  /^(✖ \d+ problems?|npm (error|ERR!|warn)|> |\s*at |error: could not compile|error: Recipe|make: \*\*\*|Found \d+ errors?|\d+ problems?|ELIFECYCLE|Command failed)/i;
 const LOOKS_DIAGNOSTIC = /\berror\b|\bwarning\b|✖|\b[A-Z]{1,4}\d{3,5}\b|^\S+:\d+(:\d+)?:|^\S+\(\d+,\d+\)/i;
 const FILE_HEADER = /^(\/|\.{0,2}\/?[\w@.-]+\/)?[\w@./-]+\.\w{1,5}$/;
 

@@ -4,14 +4,19 @@ import type { CheckResult, Verification } from "./schema.js";
 
 const LIST_LIMIT = 20;
 const indent = (s: string, by = "    ") => s.replace(/^/gm, by);
-const list = (items: string[]) => items.slice(0, LIST_LIMIT).join(", ") + (items.length > LIST_LIMIT ? `, … (${items.length - LIST_LIMIT} more)` : "");
-const where = (c: { project: string; command: string }) => `\`${c.command}\` in ${c.project === "." ? "the workspace root" : c.project}`;
+const list = (items: string[]) =>
+  items.slice(0, LIST_LIMIT).join(", ") + (items.length > LIST_LIMIT ? `, … (${items.length - LIST_LIMIT} more)` : "");
+const where = (c: { project: string; command: string }) =>
+  `\`${c.command}\` in ${c.project === "." ? "the workspace root" : c.project}`;
 
 function checkLine(c: CheckResult): string {
   const time = `${(c.duration_ms / 1000).toFixed(1)} s`;
   if (c.result === "not_run") return `- ${c.name}: NOT RUN (${c.reason ?? "no reason given"}): ${where(c)}`;
-  if (c.result === "passed") return `- ${c.name}: passed (${time}): ${where(c)}${c.newly_passing.length ? `\n    newly passing: ${list(c.newly_passing)}` : ""}`;
-  const verdict = c.newly_failing.length ? `FAILED, broken by this run (${time})` : `failed, but only as before the run (${time})`;
+  if (c.result === "passed")
+    return `- ${c.name}: passed (${time}): ${where(c)}${c.newly_passing.length ? `\n    newly passing: ${list(c.newly_passing)}` : ""}`;
+  const verdict = c.newly_failing.length
+    ? `FAILED, broken by this run (${time})`
+    : `failed, but only as before the run (${time})`;
   return [
     `- ${c.name}: ${verdict}: ${where(c)}`,
     ...(c.newly_failing.length ? [`    newly failing: ${list(c.newly_failing)}`] : []),
@@ -44,16 +49,21 @@ export function renderChecks(v: Verification | null): string {
 
 /** The fix-round message: only what the run broke; failures that were already there are left out. */
 export function failureReport(v: Verification): string {
-  const broken = v.checks.filter((c) => c.newly_failing.length).map((c) => `### ${c.name}: ${where(c)}\nNewly failing: ${list(c.newly_failing)}\n\n${c.details}`);
+  const broken = v.checks
+    .filter((c) => c.newly_failing.length)
+    .map((c) => `### ${c.name}: ${where(c)}\nNewly failing: ${list(c.newly_failing)}\n\n${c.details}`);
   const before = v.checks.reduce((n, c) => n + c.failed_before.length, 0);
-  const leave = before ? `\n\n(${before} failure(s) that were already there before your run are not listed: they are not yours to fix here; leave them alone.)` : "";
+  const leave = before
+    ? `\n\n(${before} failure(s) that were already there before your run are not listed: they are not yours to fix here; leave them alone.)`
+    : "";
   return `The server ran its own checks after your summary, and your changes broke these:\n\n${broken.join("\n\n")}${leave}\n\nFix the cause (not the checks), run them again with Run, then give your final summary.`;
 }
 
 /** The sub-agent's instructions: which checks the server will run, so it runs them itself before it claims to be done. */
 export function renderBrief(specs: CheckSpec[], problem?: string): string {
   const head = "## How the server will check your work\n";
-  if (problem) return `${head}The workspace's check configuration is invalid, so the server cannot verify your work: ${problem}`;
+  if (problem)
+    return `${head}The workspace's check configuration is invalid, so the server cannot verify your work: ${problem}`;
   if (!specs.length) {
     return `${head}The server found no project manifest (package.json, pyproject.toml, go.mod, Cargo.toml, pom.xml, build.gradle) and no committed checks, so it cannot verify your work itself: say in your summary exactly how you checked it.`;
   }
