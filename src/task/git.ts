@@ -80,8 +80,7 @@ export function findGit(workspace: string): GitDir["git"] {
     try {
       accessSync(file, constants.X_OK);
       return { file, path: dirs.join(path.delimiter) };
-    } catch {
-    }
+    } catch {}
   }
   throw new Error("git was not found on the PATH (outside the workspace); install git to use Task checkpoints.");
 }

@@ -1,45 +1,19 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
-import { continueConversation, runAgent, type Budget } from "./agent.js";
-import { createDelegateTool, mayDelegate } from "./delegation.js";
-import {
-  changes,
-  discardWorktreeCommand,
-  keepCommit,
-  materialise,
-  mergeCommand,
-  revertCommand,
-  snapshot,
-} from "./git.js";
-import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message } from "./model.js";
 import { loadAgents, type Agent } from "../prompts.js";
-import type { Tool, ToolContext } from "../server/tool.js";
-import ask from "./ask.js";
-import {
-  isEnded,
-  type FileChange,
-  type RunState,
-  type RunSummary,
-  type TaskReport,
-  type UnreadableRun,
-  type Usage,
-} from "./records.js";
-import { checksBrief, verify } from "./verify/index.js";
-import { Semaphore } from "../util/semaphore.js";
-import {
-  checkRunId,
-  openStore,
-  readMessages,
-  readRun,
-  recordFile,
-  runDir,
-  runFolders,
-  worktreeDir,
-  writeRecord,
-  type Store,
-} from "./store.js";
-import { Workspace } from "../files/workspace.js";
 import { ToolError } from "../server/errors.js";
+import type { Tool, ToolContext } from "../server/tool.js";
+import { continueConversation } from "./agent.js";
+import ask from "./ask.js";
+import { mayDelegate } from "./delegation.js";
+import { execute, type Prepared } from "./execute.js";
+import { type LiveRun, waitFor } from "./live.js";
+import { chooseBackend, DEFAULT_MODEL, emptyUsage, resolveModel, type Message } from "./model.js";
+import { isEnded, type RunState, type RunSummary, type TaskReport, type UnreadableRun, type Usage } from "./records.js";
+import { outcomeWithoutAgent, withCommands, writeReportAnyway } from "./report.js";
+import { Scheduler } from "./scheduler.js";
+import { checkRunId, openStore, readMessages, readRun, runDir, runFolders, type Store, writeRecord } from "./store.js";
+import { checksBrief } from "./verify/index.js";
 
 /** Durable Task runs: each lives in the server's state folder, runs/<id>/ (state, conversation, transcript, report), so nothing is only in memory. */
 
@@ -74,9 +48,7 @@ const toolsFor = (agent: Agent, all: Tool[]) =>
 /** Whether the agent may use the API's web tools: its definition lists WebSearch or WebFetch, or lists no tools. */
 const webFor = (agent: Agent) => !agent.tools || agent.tools.some((t) => t === "WebSearch" || t === "WebFetch");
 
-const FIX_ROUNDS = 2;
 const LIST_LIMIT = 50;
-const HEARTBEAT_MS = 5_000;
 
 function newRunId(): string {
   return `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-")}-${randomBytes(3).toString("hex")}`;
@@ -101,26 +73,13 @@ export class UnreadableRunError extends ToolError {
   }
 }
 
-interface LiveRun {
-  store: Store;
-  state: RunState;
-  releases: (() => void)[];
-  /** State writes, chained so a late one never lands after the final one. */
-  saved: Promise<void>;
-  abort: AbortController;
-  done: Promise<TaskReport>;
-  listeners: Set<(message: string) => void>;
-}
-
 export class RunManager {
   private readonly live = new Map<string, LiveRun>();
-  /** Runs without a worktree take turns on their workspace. */
-  private readonly workspaces = new Map<string, Semaphore>();
-  private readonly slots: Semaphore;
+  private readonly scheduler: Scheduler;
   private readonly stores = new Map<string, Promise<Store>>();
 
   constructor(private readonly config: RunConfig) {
-    this.slots = new Semaphore(config.maxRuns);
+    this.scheduler = new Scheduler(config.maxRuns);
   }
 
   /** The workspace's state folder, opened once per server. */
@@ -251,283 +210,17 @@ export class RunManager {
       done: undefined as unknown as Promise<TaskReport>,
     };
     this.live.set(state.run_id, live);
-    live.done = this.execute(live, ctx, prepared).finally(() => this.live.delete(state.run_id));
+    live.done = execute(live, ctx, prepared, { config: this.config, scheduler: this.scheduler }).finally(() =>
+      this.live.delete(state.run_id),
+    );
     // A run in the background has no caller to see a failure: never let it become an unhandled rejection.
     live.done.catch((e: Error) => process.stderr.write(`run ${state.run_id} failed: ${e.stack ?? e}\n`));
     return live;
   }
 
-  /** Waits (abortably) for the workspace, unless the run has its own worktree, then for a run slot. */
-  private async acquire(live: LiveRun): Promise<void> {
-    const signal = live.abort.signal;
-    if (live.state.isolation === "none") {
-      const turn = this.workspaces.get(live.store.workspace) ?? new Semaphore(1);
-      this.workspaces.set(live.store.workspace, turn);
-      if (turn.busy) this.note(live, "queued: another run is changing this workspace");
-      live.releases.push(await turn.acquire(signal));
-    }
-    if (this.slots.busy)
-      this.note(live, `queued: ${this.config.maxRuns} runs in progress (at most ${this.config.maxRuns} at once)`);
-    live.releases.push(await this.slots.acquire(signal));
-  }
-
-  private note(live: LiveRun, activity: string): void {
-    live.state.activity = activity;
-    for (const l of live.listeners) l(activity);
-  }
-
-  private persist(live: LiveRun): Promise<void> {
-    live.saved = live.saved
-      .then(() =>
-        writeRecord(live.store, live.state.run_id, "state.json", {
-          ...live.state,
-          updated_at: new Date().toISOString(),
-        }),
-      )
-      .catch(() => undefined);
-    return live.saved;
-  }
-
-  /** Takes the checkpoint (and the worktree) once the run may start. */
-  private async setup(live: LiveRun): Promise<string[]> {
-    const { store, state } = live;
-    const notes: string[] = [];
-    if (!state.checkpoint) {
-      const checkpoint = await snapshot(
-        store,
-        store.workspace,
-        `backend-agent checkpoint before ${state.run_id}: ${state.description}`,
-      );
-      await keepCommit(store, state.run_id, checkpoint);
-      state.checkpoint = checkpoint;
-      if (state.isolation === "worktree") {
-        state.workdir = await materialise(store, checkpoint, worktreeDir(store, state.run_id), store.workspace);
-        notes.push(`Worked in the worktree ${state.workdir}; the workspace itself was not changed.`);
-      }
-    }
-    return notes;
-  }
-
-  private async execute(live: LiveRun, ctx: ToolContext, prepared: Prepared): Promise<TaskReport> {
-    const { store, state } = live;
-    const root = store.workspace;
-    let started = Date.now();
-    let written = Promise.resolve();
-    const record = (event: Record<string, unknown>) => {
-      const line = `${JSON.stringify({ t: new Date().toISOString(), run_id: state.run_id, ...event })}\n`;
-      written = written
-        .then(() => fs.appendFile(recordFile(store, state.run_id, "transcript.jsonl"), line))
-        .catch(() => undefined);
-    };
-    try {
-      await this.acquire(live);
-      const notes = await this.setup(live);
-      if (prepared.backend.kind === "sampling")
-        notes.push("Token and cost budgets are not enforced: MCP sampling reports no token usage.");
-      started = Date.now();
-      state.status = "running";
-      await this.persist(live);
-      record({
-        type: "start",
-        agent: state.agent,
-        model: state.model,
-        backend: prepared.backend.kind,
-        resumed: Boolean(prepared.previous),
-        last_message: prepared.messages.at(-1),
-      });
-
-      // One Workspace per folder: the client's and the agent's edits of a file share its lock and read stamps.
-      const ws = state.workdir === root ? ctx.ws : await Workspace.open(state.workdir);
-      const runCtx: ToolContext = {
-        ws,
-        signal: live.abort.signal,
-        server: ctx.server,
-        progress: (m) => this.note(live, m),
-        ask: ctx.ask,
-      };
-      const run = this.config.tools.find((t) => t.name === "Run");
-      const changedNow = async () =>
-        changes(
-          store,
-          state.checkpoint!,
-          await snapshot(store, state.workdir, `backend-agent state of ${state.run_id}`),
-        );
-      const prev = prepared.previous;
-      const budget: Budget = {
-        maxTurns: state.max_turns,
-        maxTokens: this.config.maxTokens,
-        maxCostUsd: prepared.budgetUsd ?? this.config.maxBudgetUsd,
-        deadline: started + this.config.timeoutMs,
-      };
-      const partner = prepared.delegate
-        ? createDelegateTool({
-            agents: await loadAgents(root),
-            parent: state.agent,
-            tools: [...this.config.tools, ask],
-            backend: prepared.backend,
-            record,
-            budget: () => ({
-              total: budget,
-              spent: { usage: state.usage, costUsd: state.cost_usd, turns: state.turn },
-            }),
-          })
-        : undefined;
-      const outcome = await runAgent({
-        backend: prepared.backend,
-        system: prepared.system,
-        tools: partner ? [...prepared.tools, partner] : prepared.tools,
-        web: prepared.web,
-        ctx: runCtx,
-        messages: prepared.messages,
-        spent: { usage: prev?.usage ?? emptyUsage(), modelCalls: prev?.model_calls ?? 0, turns: prev?.turns ?? 0 },
-        budget,
-        fixRounds: FIX_ROUNDS,
-        record,
-        saveMessages: (messages) => writeRecord(store, state.run_id, "messages.json", messages),
-        onTurn: (t) => {
-          Object.assign(state, {
-            turn: t.turn,
-            activity: t.activity,
-            usage: t.usage,
-            cost_usd: t.costUsd,
-            model_calls: t.modelCalls,
-          });
-          void this.persist(live);
-        },
-        verify: async () => {
-          if (!run)
-            return {
-              outcome: "unverified",
-              passed: true,
-              checks: [],
-              note: "Run is not available, so no checks could be run.",
-              duration_ms: 0,
-            };
-          const changed = (await changedNow()).map((c) => c.path);
-          const checkpoint = state.checkpoint ? { repo: store, commit: state.checkpoint } : undefined;
-          return verify({
-            ctx: runCtx,
-            run,
-            changed,
-            checkpoint,
-            testCommand: this.config.testCommand,
-            tmpdir: this.config.checksTmpdir,
-          });
-        },
-      });
-      await live.saved;
-      const report = await this.finish(store, state, {
-        status: outcome.status,
-        summary: outcome.summary,
-        verification: outcome.verification ?? null,
-        usage: outcome.usage,
-        cost_usd: outcome.costUsd,
-        model_calls: outcome.modelCalls,
-        turns: outcome.turns,
-        fix_rounds: (prev?.fix_rounds ?? 0) + outcome.fixRounds,
-        duration_ms: (prev?.duration_ms ?? 0) + Date.now() - started,
-        question: outcome.question,
-        error: outcome.error,
-        notes: [...(prev?.notes ?? []), ...notes, ...outcome.notes],
-        ...(outcome.children.length && { children: [...(prev?.children ?? []), ...outcome.children] }),
-      });
-      record({ type: "report", ...report });
-      return report;
-    } catch (e) {
-      await live.saved;
-      const outcome = {
-        status: live.abort.signal.aborted ? ("cancelled" as const) : ("error" as const),
-        summary: "",
-        verification: null,
-        usage: state.usage,
-        cost_usd: state.cost_usd,
-        model_calls: state.model_calls,
-        turns: state.turn,
-        fix_rounds: 0,
-        duration_ms: Date.now() - started,
-        error: live.abort.signal.aborted ? undefined : (e as Error).message,
-        notes: [],
-      };
-      // If even the report cannot be computed (git failing, run folder deleted), report without the file list.
-      const report = await this.finish(store, state, outcome).catch((failure: Error) =>
-        this.finish(
-          store,
-          { ...state, checkpoint: undefined },
-          { ...outcome, notes: [`Could not list the changes: ${failure.message}`] },
-        ),
-      );
-      record({ type: "report", ...report });
-      return report;
-    } finally {
-      await written;
-      for (const release of live.releases.splice(0)) release();
-    }
-  }
-
-  /** Writes the final report: files changed since the checkpoint, and how to revert (or merge, for a worktree). */
-  private async finish(store: Store, state: RunState, r: Outcome): Promise<TaskReport> {
-    let filesChanged: FileChange[] = [];
-    let result: string | undefined;
-    if (state.checkpoint) {
-      const after = await snapshot(store, state.workdir, `backend-agent result of ${state.run_id}`);
-      filesChanged = await changes(store, state.checkpoint, after);
-      if (state.isolation === "worktree") {
-        await keepCommit(store, `${state.run_id}-result`, after);
-        result = after;
-      }
-    }
-    const report = withCommands(store, {
-      kind: "report",
-      run_id: state.run_id,
-      description: state.description,
-      agent: state.agent,
-      model: state.model,
-      files_changed: filesChanged,
-      transcript: "",
-      ...(state.checkpoint && { checkpoint: state.checkpoint }),
-      ...(result && { result }),
-      revert_command: "",
-      isolation: state.isolation,
-      ...r,
-    });
-    if (!report.question) delete report.question;
-    if (!report.error) delete report.error;
-    Object.assign(state, {
-      status: report.status,
-      usage: report.usage,
-      cost_usd: report.cost_usd,
-      model_calls: report.model_calls,
-      activity: report.status,
-    });
-    await writeRecord(store, state.run_id, "report.json", report);
-    await writeRecord(store, state.run_id, "state.json", { ...state, updated_at: new Date().toISOString() });
-    return report;
-  }
-
   /** Waits up to ms for a live run to end, forwarding its progress; true when it ended. */
-  async wait(live: LiveRun, ms: number, progress: (m: string) => void, signal?: AbortSignal): Promise<boolean> {
-    live.listeners.add(progress);
-    let timer: NodeJS.Timeout | undefined;
-    // A heartbeat in every phase (queued, model call, long command) so clients that reset their timeout on progress keep waiting.
-    const started = Date.now();
-    const heartbeat = setInterval(
-      () => progress(`${live.state.activity} · ${Math.round((Date.now() - started) / 1000)}s`),
-      HEARTBEAT_MS,
-    );
-    try {
-      const ended = await Promise.race([
-        live.done.then(() => true),
-        new Promise<boolean>((r) => {
-          timer = setTimeout(() => r(false), ms);
-          signal?.addEventListener("abort", () => r(false));
-        }),
-      ]);
-      return ended;
-    } finally {
-      clearTimeout(timer);
-      clearInterval(heartbeat);
-      live.listeners.delete(progress);
-    }
+  wait(live: LiveRun, ms: number, progress: (m: string) => void, signal?: AbortSignal): Promise<boolean> {
+    return waitFor(live, ms, progress, signal);
   }
 
   getLive(id: string): LiveRun | undefined {
@@ -546,26 +239,10 @@ export class RunManager {
       return withCommands(store, report);
     if (!state) throw new ToolError(`No run ${id} in this workspace. Call TaskOutput without run_id to list the runs.`);
     if (state.server_pid !== process.pid && alive(state.server_pid)) return state;
-    const outcome: Outcome = {
-      status: "interrupted",
-      summary: "",
-      verification: null,
-      usage: state.usage,
-      cost_usd: state.cost_usd,
-      model_calls: state.model_calls,
-      turns: state.turn,
-      fix_rounds: 0,
-      duration_ms: Math.max(0, Date.parse(state.updated_at) - Date.parse(state.created_at)),
-      notes: ["The server stopped while this run was in progress; what it changed is still in the workspace."],
-    };
+    const duration = Math.max(0, Date.parse(state.updated_at) - Date.parse(state.created_at));
+    const notes = ["The server stopped while this run was in progress; what it changed is still in the workspace."];
     // A worktree that was removed meanwhile: report without the file list.
-    return this.finish(store, state, outcome).catch((failure: Error) =>
-      this.finish(
-        store,
-        { ...state, checkpoint: undefined },
-        { ...outcome, notes: [...outcome.notes, `Could not list the changes: ${failure.message}`] },
-      ),
-    );
+    return writeReportAnyway(store, state, outcomeWithoutAgent(state, "interrupted", duration, { notes }));
   }
 
   /** The newest runs of the workspace (at most LIST_LIMIT), with totals over all of them; unreadable runs are named with the reason. */
@@ -614,47 +291,4 @@ export class RunManager {
     live.abort.abort();
     return live.done;
   }
-}
-
-interface Prepared {
-  backend: Awaited<ReturnType<typeof chooseBackend>>;
-  system: string;
-  tools: Tool[];
-  web: boolean;
-  delegate: boolean;
-  messages: Message[];
-  budgetUsd?: number;
-  previous?: TaskReport;
-}
-
-/** What the agent loop and the server decide about a run; finish() adds what it computes. */
-type Outcome = Omit<
-  TaskReport,
-  | "kind"
-  | "run_id"
-  | "description"
-  | "agent"
-  | "model"
-  | "files_changed"
-  | "transcript"
-  | "checkpoint"
-  | "result"
-  | "revert_command"
-  | "isolation"
-  | "merge_command"
->;
-
-/** The report with its transcript path and commands rebuilt from its validated fields (never taken from the record). */
-export function withCommands(store: Store, report: TaskReport): TaskReport {
-  const out: TaskReport = { ...report, transcript: recordFile(store, report.run_id, "transcript.jsonl") };
-  delete out.merge_command;
-  if (!report.checkpoint) return { ...out, revert_command: "(no checkpoint was taken: nothing changed)" };
-  if (report.isolation === "none")
-    return { ...out, revert_command: revertCommand(store, store.workspace, report.checkpoint, report.files_changed) };
-  const merge = report.result && mergeCommand(store, store.workspace, report.checkpoint, report.result);
-  return {
-    ...out,
-    revert_command: discardWorktreeCommand(worktreeDir(store, report.run_id)),
-    ...(merge && { merge_command: merge }),
-  };
 }
