@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { setModelOptions } from "./task/model.js";
+import { setModelOptions } from "./task/model-options.js";
 import { pkg } from "./paths.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { createSandbox } from "./sandbox/sandbox.js";

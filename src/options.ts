@@ -1,6 +1,6 @@
 // The server's command-line options, declared once: parsing, validation, `--help` and `init` all derive from this table.
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { THINKING_SETTINGS, type ThinkingSetting } from "./task/model.js";
+import { THINKING_SETTINGS, type ThinkingSetting } from "./task/model-options.js";
 import { pkg } from "./paths.js";
 
 /** A command-line mistake: the message says what was wrong; the process exits 2. */

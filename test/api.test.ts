@@ -6,15 +6,10 @@ import { afterEach, describe, expect, test } from "vitest";
 import { explainApiError, PromptTooLong } from "../src/task/api-errors.js";
 import { SUMMARY_HEADING } from "../src/task/context.js";
 import { demoWorkspace } from "../src/testing/demo.js";
-import {
-  costUsd,
-  customHeaders,
-  emptyUsage,
-  MODEL_ALIASES,
-  modelLimits,
-  providerModelId,
-  thinkingParams,
-} from "../src/task/model.js";
+import { MODEL_ALIASES } from "../src/task/model.js";
+import { customHeaders, providerModelId } from "../src/task/anthropic.js";
+import { thinkingParams } from "../src/task/model-options.js";
+import { costUsd, emptyUsage, modelLimits } from "../src/task/pricing.js";
 import type { TaskReport } from "../src/task/runs.js";
 import {
   apiError,

@@ -9,19 +9,9 @@ import {
   markOf,
   type ContextMark,
 } from "./context.js";
-import {
-  addUsage,
-  costUsd,
-  emptyUsage,
-  modelLimits,
-  modelOptions,
-  type Block,
-  type Message,
-  type ModelBackend,
-  type ModelReply,
-  type ToolSpec,
-  type Usage,
-} from "./model.js";
+import type { Block, Message, ModelBackend, ModelReply, ToolSpec, Usage } from "./model.js";
+import { modelOptions } from "./model-options.js";
+import { addUsage, costUsd, emptyUsage, modelLimits } from "./pricing.js";
 import { callTool, jsonSchemas, type CallResult, type Tool, type ToolContext } from "../server/tool.js";
 import { NeedsInput } from "../server/errors.js";
 import { failureReport, type Verification } from "./verify/index.js";

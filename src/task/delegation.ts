@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { freshTokens, runAgent, type AgentStatus, type Budget } from "./agent.js";
-import { emptyUsage, type ModelBackend, type Usage } from "./model.js";
+import type { ModelBackend, Usage } from "./model.js";
+import { emptyUsage } from "./pricing.js";
 import type { Agent } from "../prompts.js";
 import type { Tool, ToolContext } from "../server/tool.js";
 import { ToolError } from "../server/errors.js";
