@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { BackgroundCommands, backgroundToolsForAgents } from "./background.js";
 import { pkg } from "./paths.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { createSandbox } from "./sandbox.js";
@@ -28,9 +29,13 @@ async function main(): Promise<void> {
   const network = o["allow-network"] || (o["allow-domain"].length ? o["allow-domain"] : false);
   let warn = (message: string) => log(undefined, "warning", message);
   const sandbox = await createSandbox({ mode: o.sandbox, network }, (message) => warn(message)).catch((e: Error) => fail(e.message));
-  const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: o["allow-env"], maxConcurrent: o["max-commands"] })];
+  // [services/background] background commands, the services' variables (src/background.ts, src/services/)
+  const serviceEnv = undefined;
+  const background = new BackgroundCommands({ sandbox, allowEnv: o["allow-env"], maxCount: o["max-background"], maxLifetimeMs: o["background-timeout"] * 1000, serviceEnv });
+  const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: o["allow-env"], maxConcurrent: o["max-commands"], serviceEnv, background })];
   const taskConfig = {
-    tools: agentTools,
+    tools: [...agentTools, ...backgroundToolsForAgents(background)],
+    background,
     testCommand: o["test-command"],
     maxTokens: o["task-max-tokens"],
     timeoutMs: o["task-timeout"] * 1000,
@@ -46,6 +51,7 @@ async function main(): Promise<void> {
   const shutdown = async (code = 0) => {
     if (closing) return;
     closing = true;
+    await background.close().catch(() => undefined);
     await sandbox.close().catch(() => undefined);
     process.exit(code);
   };

@@ -1,6 +1,7 @@
 // The server's command-line options, declared once: parsing, validation, `--help` and `init` all derive from this table.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { pkg } from "./paths.js";
+import { SERVICE_NAMES, type ServiceName } from "./services/names.js";
 
 /** A command-line mistake: the message says what was wrong; the process exits 2. */
 export class UsageError extends Error {}
@@ -53,6 +54,20 @@ export const SERVER_OPTIONS = {
     parse: list,
   },
   "max-commands": { arg: "N", help: "Commands that may run at once (default 4)", parse: wholeNumber(4) },
+  // [services/background] options
+  "max-background": { arg: "N", help: "Background commands (Run with run_in_background) alive at once (default 8)", parse: wholeNumber(8) },
+  "background-timeout": { arg: "SEC", help: "Lifetime of a background command, in seconds, after which it is stopped (default 14400: 4 hours)", parse: wholeNumber(14_400) },
+  service: {
+    arg: "NAME",
+    multiple: true,
+    help: "Start a service for the workspace on first use and export its variables to every command: postgres (DATABASE_URL, PG*) or redis (REDIS_URL) (repeatable)",
+    parse: (raw: unknown, f: string) => {
+      const names = [...new Set(list(raw))];
+      const unknown = names.filter((n) => !(SERVICE_NAMES as readonly string[]).includes(n));
+      return unknown.length ? fail(`${f} takes ${SERVICE_NAMES.join(" or ")} (got "${unknown.join('", "')}")`) : (names as ServiceName[]);
+    },
+  },
+  "service-reset": { help: "Wipe the services' data (a fresh, empty database) before they start", parse: flag },
   "test-command": { arg: "CMD", help: "How Task verifies work (default: detected from the project's manifests)", parse: text },
   "task-max-tokens": { arg: "N", help: "Token budget of one Task run (default 3000000)", parse: wholeNumber(3_000_000) },
   "task-timeout": { arg: "SEC", help: "Wall-time budget of one Task run, in seconds (default 1800)", parse: wholeNumber(1800) },

@@ -3,7 +3,7 @@ import stripAnsi from "strip-ansi";
 import { z } from "zod";
 import type { Sandbox } from "../sandbox.js";
 import { Semaphore } from "../semaphore.js";
-import { defineTool, type Tool } from "../tool.js";
+import { defineTool, type Tool, type ToolContext, type ToolOutput } from "../tool.js";
 import { ToolError } from "../workspace.js";
 
 const MAX_OUTPUT_CHARS = 30_000;
@@ -21,6 +21,10 @@ export interface RunConfig {
   /** Exact variable names the user allowed in addition to the allowlist. */
   allowEnv: string[];
   maxConcurrent: number;
+  /** [services/background] Variables of the workspace's services (DATABASE_URL, …), started on first use. */
+  serviceEnv?: (root: string) => Promise<Record<string, string>>;
+  /** [services/background] Starts `run_in_background` commands; absent: the option is refused. */
+  background?: { start(command: string, description: string | undefined, ctx: ToolContext): Promise<ToolOutput> };
 }
 
 /** The command's environment: allowlisted names (never secret-looking unless named exactly), plus non-interactive defaults. */
@@ -35,7 +39,7 @@ export function commandEnv(source: NodeJS.ProcessEnv, allowEnv: string[], tmpdir
 }
 
 /** Keeps the first and last KEEP_BYTES of a stream, however long it gets. */
-class BoundedOutput {
+export class BoundedOutput {
   private head: Buffer[] = [];
   private headBytes = 0;
   private tail: Buffer[] = [];
@@ -85,7 +89,7 @@ class BoundedOutput {
 const liveGroups = new Set<number>();
 process.on("exit", () => liveGroups.forEach((pgid) => killGroup(pgid, "SIGKILL")));
 
-function killGroup(pgid: number, signal: NodeJS.Signals): void {
+export function killGroup(pgid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pgid, signal);
   } catch {
@@ -97,6 +101,7 @@ const input = z.object({
   command: z.string().min(1, "command is empty: give a shell command to run").max(MAX_COMMAND_CHARS, `command is over ${MAX_COMMAND_CHARS} characters; put long scripts in a file and run that`).describe("The shell command to run"),
   timeout: z.number().int().min(1).max(600_000).default(120_000).describe("Milliseconds before the command is killed (default 120000, at most 600000)"),
   description: z.string().optional().describe("A short description of what the command does (5-10 words)"),
+  run_in_background: z.boolean().default(false).describe("Start the command and return at once with a run_id; read its output with TaskOutput, stop it with TaskStop"),
 });
 
 const output = z.object({
@@ -108,6 +113,7 @@ const output = z.object({
   duration_ms: z.number(),
   omitted_chars: z.number().describe("Characters of output left out in the middle"),
   sandboxed: z.boolean(),
+  run_id: z.string().optional().describe("With run_in_background: the id to pass to TaskOutput and TaskStop"),
 });
 export type RunResult = z.infer<typeof output>;
 
@@ -119,8 +125,14 @@ export function createRunTool(config: RunConfig): Tool {
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     input,
     output,
-    async handle({ command, timeout }, ctx) {
+    async handle({ command, timeout, description, run_in_background }, ctx) {
       if (!command.trim()) throw new ToolError("command is blank: give a shell command to run.");
+      // [services/background] hook: background commands live in src/background.ts.
+      if (run_in_background) {
+        if (!config.background) throw new ToolError("run_in_background is not available here; run the command in the foreground.");
+        return config.background.start(command, description, ctx);
+      }
+      const serviceEnv = (await config.serviceEnv?.(ctx.ws.root)) ?? {};
       const release = await slots.acquire(ctx.signal).catch(() => {
         throw new ToolError("Cancelled while waiting for a free command slot; nothing ran.");
       });
@@ -131,7 +143,7 @@ export function createRunTool(config: RunConfig): Tool {
         const { execa } = await import("execa");
         const child = execa("bash", ["-c", wrapped], {
           cwd: ctx.ws.root,
-          env: commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir),
+          env: { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), ...serviceEnv },
           extendEnv: false,
           detached: true,
           stdin: "ignore",

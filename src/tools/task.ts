@@ -1,11 +1,17 @@
 import { z } from "zod";
+import { backgroundSummary, backgroundView, isBackgroundId, type BackgroundCommands } from "../background.js";
 import { ENDED, RunManager, type RunConfig, type RunState, type TaskReport } from "../runs.js";
 import { defineTool, type Tool, type ToolOutput } from "../tool.js";
 
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */
   taskWaitSeconds: number | null;
+  /** [background] Background commands: read and stopped through TaskOutput/TaskStop, stopped when the Task run that started them ends. */
+  background?: BackgroundCommands;
 }
+
+/** [background] Fields of a background command's view that a Task run's view lacks. */
+const backgroundExtra = backgroundView.omit({ run_id: true, status: true, message: true, description: true, duration_ms: true }).partial().shape;
 
 const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
@@ -112,6 +118,7 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     output: runView,
     async handle(args, ctx) {
       const live = await runs.start(args, ctx);
+      config.background?.adoptTaskRun(live.abort.signal, live.done); // [background] hook
       // Until this call returns, cancelling it stops the run; afterwards only TaskStop does.
       const onAbort = () => live.abort.abort();
       ctx.signal.addEventListener("abort", onAbort);
@@ -136,15 +143,22 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     output: runView.partial().extend({
       runs: z.array(z.object({ run_id: z.string(), status: z.string(), description: z.string(), agent: z.string(), model: z.string(), cost_usd: z.number(), model_calls: z.number(), turns: z.number() })).optional(),
       totals: z.object({ runs: z.number(), usage, cost_usd: z.number(), model_calls: z.number() }).optional(),
+      background: z.array(backgroundSummary).optional().describe("Background commands started with Run {run_in_background: true}"),
+      ...backgroundExtra,
     }),
     async handle({ run_id, wait_seconds }, ctx) {
       const root = ctx.ws.root;
+      if (run_id && config.background && isBackgroundId(run_id)) return config.background.output(run_id, wait_seconds * 1000, ctx.signal); // [background] hook
       if (!run_id) {
         const { runs: list, totals } = await runs.list(root);
         const rows = list.map((r) => `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`);
         const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
         const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}`;
-        return { text: `${message}\n${rows.join("\n") || "No runs yet."}`, structured: { runs: list, totals, message } };
+        // [background] hook: background commands are listed after the runs.
+        const background = config.background?.list() ?? [];
+        const bgRows = background.map((b) => `- ${b.run_id} [${b.status}${b.exit_code === null ? "" : ` ${b.exit_code}`}] ${b.command.slice(0, 100)}`);
+        const bgText = background.length ? `\n\n${background.length} background commands:\n${bgRows.join("\n")}` : "";
+        return { text: `${message}\n${rows.join("\n") || "No runs yet."}${bgText}`, structured: { runs: list, totals, message, background } };
       }
       const live = runs.getLive(run_id);
       if (live && wait_seconds > 0) await runs.wait(live, wait_seconds * 1000, ctx.progress, ctx.signal);
@@ -157,8 +171,9 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     title: "Stop a Task run",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     input: z.object({ run_id: z.string().min(1).describe("The run to stop") }),
-    output: runView,
+    output: runView.partial().extend(backgroundExtra),
     async handle({ run_id }, ctx) {
+      if (config.background && isBackgroundId(run_id)) return config.background.stopById(run_id); // [background] hook
       return present(await runs.stop(ctx.ws.root, run_id));
     },
   });
