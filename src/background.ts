@@ -2,6 +2,7 @@
 // what it printed since the last read, TaskStop ends its whole process tree. Ids share the run_id namespace of Task runs.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import fs from "node:fs/promises";
 import { z } from "zod";
 import { packageRoot } from "./paths.js";
 import type { Sandbox } from "./sandbox.js";
@@ -101,7 +102,10 @@ export class BackgroundCommands {
     const id = `${BACKGROUND_PREFIX}${randomBytes(4).toString("hex")}`;
     const root = ctx.ws.root;
     const env = { ...commandEnv(process.env, this.config.allowEnv, this.config.sandbox.tmpdir), ...((await this.config.serviceEnv?.(root)) ?? {}) };
-    const wrapped = await this.config.sandbox.wrap(`exec 2>&1\n${command}`, id, root);
+    const wrapped = await this.config.sandbox.wrap(`exec 2>&1\n${command}`, id, root).catch((e: Error) => {
+      this.config.sandbox.done();
+      throw e;
+    });
     const { execa } = await import("execa");
     const child = execa("bash", ["-c", wrapped], { cwd: root, env, extendEnv: false, detached: true, stdin: "ignore", stderr: "inherit", buffer: false, reject: false });
     if (!child.pid) {
@@ -149,10 +153,15 @@ export class BackgroundCommands {
   async stop(c: Command, reason: StopReason): Promise<void> {
     if (!c.exit) {
       c.stopReason ??= reason;
+      // bubblewrap runs the command in a session of its own: collect the tree first, as killing its parent cuts the links.
+      const tree = await processTree(c.pgid);
       killGroup(c.pgid, "SIGTERM");
-      const kill = setTimeout(() => killGroup(c.pgid, "SIGKILL"), KILL_GRACE_MS);
-      const gone = await Promise.race([c.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), STOP_WAIT_MS + KILL_GRACE_MS).unref())]);
+      signalAll(tree, "SIGTERM");
+      const kill = setTimeout(() => (killGroup(c.pgid, "SIGKILL"), signalAll(tree, "SIGKILL")), KILL_GRACE_MS);
+      const gone = await Promise.race([c.ended.then(() => waitGone(tree, STOP_WAIT_MS)), new Promise<boolean>((r) => setTimeout(() => r(false), STOP_WAIT_MS + KILL_GRACE_MS).unref())]);
       clearTimeout(kill);
+      killGroup(c.pgid, "SIGKILL");
+      signalAll(tree, "SIGKILL");
       if (!gone) throw new ToolError(`${c.id} did not end within ${STOP_WAIT_MS / 1000} s of SIGKILL (process group ${c.pgid}); it may be stuck in the kernel.`);
     }
     await c.ended;
@@ -220,6 +229,44 @@ export class BackgroundCommands {
     const ended = [...this.commands.values()].filter((c) => c.exit);
     for (const c of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED))) this.commands.delete(c.id);
   }
+}
+
+/** The process and all its descendants (Linux /proc; just the process elsewhere). */
+async function processTree(root: number): Promise<number[]> {
+  const entries = await fs.readdir("/proc").catch(() => [] as string[]);
+  const children = new Map<number, number[]>();
+  await Promise.all(
+    entries.filter((e) => /^\d+$/.test(e)).map(async (e) => {
+      const stat = await fs.readFile(`/proc/${e}/stat`, "utf8").catch(() => "");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+    }),
+  );
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/** Running, as opposed to gone or a zombie waiting to be reaped. */
+const isAlive = async (pid: number) => {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+  return stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+};
+const anyAlive = async (pids: number[]) => (await Promise.all(pids.map(isAlive))).some(Boolean);
+
+function signalAll(pids: number[], signal: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function waitGone(pids: number[], ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (!(await anyAlive(pids))) return true;
+  return !(await anyAlive(pids));
 }
 
 const status = (c: Command): BackgroundView["status"] => (!c.exit ? "running" : c.stopReason ? "killed" : "exited");

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
 import { RUNS_DIR } from "./git.js";
+import { SharedNetwork, type WorkspaceNetwork } from "./netns.js";
 
 export type SandboxMode = "auto" | "os" | "off";
 
@@ -24,6 +25,8 @@ export interface Sandbox {
   wrap(command: string, id: string, workspace: string): Promise<string>;
   /** To call after each command. */
   done(): void;
+  /** [services] The workspace network sandboxed commands share (src/netns.ts), started if needed; undefined when they use the host's. */
+  network(workspace: string): Promise<WorkspaceNetwork | undefined>;
   close(): Promise<void>;
 }
 
@@ -50,6 +53,7 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
     tmpdir,
     wrap: async (command) => command,
     done: () => undefined,
+    network: async () => undefined,
     close: () => fs.rm(tmpdir, { recursive: true, force: true }),
   };
   if (opts.mode === "off") return { ...plain, warning: "the OS sandbox is off (--sandbox off)" };
@@ -78,6 +82,8 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
     allowWrite: [workdir, tmpdir],
     denyWrite: [path.join(workdir, ".git"), path.join(workdir, RUNS_DIR, "runs")].filter((p) => existsSync(p)),
   });
+  // [services] hook: on Linux every sandboxed command joins the workspace's one network (src/netns.ts).
+  const shared = process.platform === "linux" ? new SharedNetwork(opts.network !== true) : undefined;
   let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;
   const start = async (workdir: string) => {
@@ -104,10 +110,19 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
     wrap: async (command, id, workdir) => {
       const m = await start(workdir);
       const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<NonNullable<typeof m>["wrapWithSandbox"]>[2];
-      return m ? m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command }) : command;
+      if (!m) return command;
+      const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command });
+      return shared ? shared.join(wrapped) : wrapped;
     },
     done: () => manager?.cleanupAfterCommand(),
+    network: async (workdir) => {
+      if (!shared?.isolated) return undefined;
+      // A command line the runtime builds tells which proxy sockets the network's relays connect to.
+      if (!shared.started) await sandbox.wrap("true", "network-probe", workdir).finally(() => sandbox.done());
+      return sandbox.active ? shared.ready() : undefined;
+    },
     close: async () => {
+      await shared?.close();
       if (ready) await manager?.reset();
       await plain.close();
     },

@@ -1,0 +1,103 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { adaptCommandLine, NetworkJoinError, quote, SharedNetwork, unquote } from "../src/netns.js";
+import { connect, ok, tempDir, type Connection } from "./helpers.js";
+
+const hasSandbox = process.platform === "linux" && spawnSync("bash", ["-c", "command -v bwrap && command -v socat && command -v nsenter"]).status === 0;
+
+/** The command line the installed sandbox runtime builds for a command, with the network confined as the server confines it. */
+async function runtimeCommandLine(command: string, workdir: string): Promise<{ line: string; reset: () => Promise<void> }> {
+  const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
+  const { rgPath } = await import("@vscode/ripgrep");
+  const config = { filesystem: { denyRead: [], allowWrite: [workdir], denyWrite: [] }, network: { allowedDomains: [], deniedDomains: [] }, ripgrep: { command: rgPath } };
+  await SandboxManager.initialize(config as unknown as Parameters<typeof SandboxManager.initialize>[0]);
+  const line = await SandboxManager.wrapWithSandbox(command);
+  return { line, reset: async () => (SandboxManager.cleanupAfterCommand(), await SandboxManager.reset()) };
+}
+
+describe.runIf(hasSandbox)("the runtime's command line, adapted to the workspace network", () => {
+  let ws: string;
+  let line: string;
+  let reset: () => Promise<void>;
+  beforeAll(async () => {
+    ws = await tempDir();
+    ({ line, reset } = await runtimeCommandLine(`echo "it's" $HOME 'a  b'`, ws));
+  });
+  afterAll(async () => {
+    await reset();
+    await fs.rm(ws, { recursive: true, force: true });
+  });
+
+  test("the installed runtime's line is recognised: --unshare-net and the per-command relays go, the command stays", () => {
+    expect(quote(unquote(line))).toBe(line);
+    const { words, relays } = adaptCommandLine(line);
+    expect(words).not.toContain("--unshare-net");
+    expect(relays?.http).toMatch(/\.sock$/);
+    expect(words.at(-1)).not.toMatch(/TCP-LISTEN/);
+    expect(words.at(-1)).toContain(quote([`echo "it's" $HOME 'a  b'`]));
+    expect(words.at(-4)).toBe("--");
+  });
+
+  // A runtime upgrade that changes the line must fail loudly, never fall back to a network per command.
+  test.each([
+    ["without --unshare-net", (l: string) => l.replace(" --unshare-net", "")],
+    ["with --unshare-net twice", (l: string) => l.replace(" --unshare-net", " --unshare-net --unshare-net")],
+    ["with --unshare-all", (l: string) => l.replace(" --unshare-net", " --unshare-net --unshare-all")],
+    ["with relays on other ports", (l: string) => l.replaceAll("TCP-LISTEN:3128", "TCP-LISTEN:3129")],
+    ["with other quoting", (l: string) => l.replace(/'/, '"')],
+    ["without bwrap", (l: string) => l.replace(/\S*bwrap /, "firejail ")],
+  ])("a line %s is refused with a clear error", (_, change) => {
+    const changed = change(line);
+    expect(changed).not.toBe(line);
+    expect(() => adaptCommandLine(changed)).toThrow(NetworkJoinError);
+    expect(() => adaptCommandLine(changed)).toThrow(/not the one this server knows how to join.*Nothing ran/s);
+  });
+
+  test("with --allow-network, a line that isolates the network is refused too", async () => {
+    await expect(new SharedNetwork(false).join(line)).rejects.toThrow(/isolates the network although --allow-network/);
+  });
+});
+
+describe.runIf(hasSandbox)("one network per workspace (--sandbox os)", () => {
+  let ws: string;
+  let c: Connection;
+  let host: http.Server;
+  let hostPort: number;
+  beforeAll(async () => {
+    ws = await tempDir();
+    c = await connect(["--workspace", ws, "--sandbox", "os"]);
+    host = http.createServer((_, res) => res.end("host loopback"));
+    host.on("error", () => undefined);
+    await new Promise<void>((resolve) => host.listen(0, "127.0.0.1", resolve));
+    hostPort = (host.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await c.close();
+    await new Promise((r) => host.close(r));
+    await fs.rm(ws, { recursive: true, force: true });
+  });
+
+  test("commands share one loopback, with one relay pair; the host's loopback stays out of reach", async () => {
+    const listeners = async () => {
+      const out = ok(await c.call("Run", { command: "awk 'NR>1 && $4==\"0A\" {print $2}' /proc/net/tcp | sort" }));
+      return out.split("\n\n[")[0]!.trim().split("\n");
+    };
+    const first = await listeners();
+    // 3128 and 1080 (0C38, 0438): the workspace's relays, the same for every command.
+    expect(first).toEqual(expect.arrayContaining(["00000000:0438", "00000000:0C38"]));
+    expect(await listeners()).toEqual(first);
+    const r = ok(await c.call("Run", { command: `curl -sS -m 3 127.0.0.1:${hostPort} || echo unreachable` }));
+    expect(r).toContain("unreachable");
+    expect(r).not.toContain("host loopback");
+  });
+
+  test("the namespace is not the server's", async () => {
+    const inode = (await fs.readlink("/proc/self/ns/net")).trim();
+    const inside = ok(await c.call("Run", { command: "readlink /proc/self/ns/net" }));
+    expect(inside).toMatch(/net:\[\d+\]/);
+    expect(inside).not.toContain(inode);
+  });
+});
