@@ -4,6 +4,7 @@ import { BackgroundCommands, backgroundToolsForAgents } from "./background.js";
 import { pkg } from "./paths.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { createSandbox } from "./sandbox.js";
+import { Services } from "./services/index.js";
 import { createServer, fileTools, log } from "./server.js";
 import { createRunTool } from "./tools/run.js";
 import { createTaskTools } from "./tools/task.js";
@@ -30,7 +31,8 @@ async function main(): Promise<void> {
   let warn = (message: string) => log(undefined, "warning", message);
   const sandbox = await createSandbox({ mode: o.sandbox, network }, (message) => warn(message)).catch((e: Error) => fail(e.message));
   // [services/background] background commands, the services' variables (src/background.ts, src/services/)
-  const serviceEnv = undefined;
+  const services = new Services({ requests: o.service, reset: o["service-reset"], network: (root) => sandbox.network(root) });
+  const serviceEnv = services.configured ? (root: string) => services.env(root) : undefined;
   const background = new BackgroundCommands({ sandbox, allowEnv: o["allow-env"], maxCount: o["max-background"], maxLifetimeMs: o["background-timeout"] * 1000, serviceEnv });
   const agentTools = [...fileTools, createRunTool({ sandbox, allowEnv: o["allow-env"], maxConcurrent: o["max-commands"], serviceEnv, background })];
   const taskConfig = {
@@ -52,6 +54,7 @@ async function main(): Promise<void> {
     if (closing) return;
     closing = true;
     await background.close().catch(() => undefined);
+    await services.close().catch(() => undefined);
     await sandbox.close().catch(() => undefined);
     process.exit(code);
   };

@@ -1,7 +1,7 @@
 // The server's command-line options, declared once: parsing, validation, `--help` and `init` all derive from this table.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { pkg } from "./paths.js";
-import { SERVICE_NAMES, type ServiceName } from "./services/names.js";
+import { parseServiceRequest, type ServiceRequest } from "./services/names.js";
 
 /** A command-line mistake: the message says what was wrong; the process exits 2. */
 export class UsageError extends Error {}
@@ -60,11 +60,13 @@ export const SERVER_OPTIONS = {
   service: {
     arg: "NAME",
     multiple: true,
-    help: "Start a service for the workspace on first use and export its variables to every command: postgres (DATABASE_URL, PG*) or redis (REDIS_URL) (repeatable)",
+    help: "Start a service for the workspace on first use and give every command its variables: postgres (DATABASE_URL, PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) or redis (REDIS_URL); NAME:PORT fixes the port (repeatable)",
     parse: (raw: unknown, f: string) => {
-      const names = [...new Set(list(raw))];
-      const unknown = names.filter((n) => !(SERVICE_NAMES as readonly string[]).includes(n));
-      return unknown.length ? fail(`${f} takes ${SERVICE_NAMES.join(" or ")} (got "${unknown.join('", "')}")`) : (names as ServiceName[]);
+      const requests = list(raw).map(parseServiceRequest);
+      const problem = requests.find((r) => typeof r === "string");
+      if (problem) return fail(`${f}: ${problem}`);
+      const valid = requests as ServiceRequest[];
+      return valid.filter((r, i) => valid.findIndex((o) => o.name === r.name) === i);
     },
   },
   "service-reset": { help: "Wipe the services' data (a fresh, empty database) before they start", parse: flag },

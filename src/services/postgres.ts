@@ -1,0 +1,68 @@
+// PostgreSQL from the machine's binaries (Debian: /usr/lib/postgresql/<major>/bin): one cluster per workspace, a
+// database and role "app" with a password, TCP on 127.0.0.1 only, no Unix socket.
+import { existsSync, readdirSync } from "node:fs";
+import fs from "node:fs/promises";
+import path from "node:path";
+import { findBinary, runHelper, type ServicePlace, type ServiceSpec } from "./common.js";
+
+const USER = "app";
+const DATABASE = "app";
+
+/** Debian keeps the server binaries off PATH, one folder per major version: newest first. */
+function debianBinDirs(): string[] {
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .filter((v) => /^\d+(\.\d+)?$/.test(v))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => path.join(root, v, "bin"));
+}
+
+const binary = (name: string) => findBinary(name, postgres, debianBinDirs());
+const data = (place: ServicePlace) => path.join(place.dir, "data");
+
+export const postgres: ServiceSpec = {
+  name: "postgres",
+  debianPackage: "postgresql",
+  defaultPort: 5432,
+  accounts: ["postgres"],
+  // SIGINT is PostgreSQL's fast shutdown: clients are disconnected, the data stays consistent.
+  stopSignal: "SIGINT",
+
+  async checkBinaries() {
+    await Promise.all(["initdb", "postgres"].map(binary));
+  },
+
+  async prepare(place) {
+    if (existsSync(path.join(data(place), "PG_VERSION"))) return;
+    await fs.rm(data(place), { recursive: true, force: true });
+    const [initdb, server] = await Promise.all([binary("initdb"), binary("postgres")]);
+    // initdb reads the password from a file the service's account can read; it goes right after.
+    const pwfile = path.join(place.dir, "initdb.pw");
+    await fs.writeFile(pwfile, place.password, { mode: 0o600 });
+    const stat = await fs.stat(place.dir);
+    await fs.chown(pwfile, stat.uid, stat.gid);
+    try {
+      await runHelper(place.asAccount([initdb, "-D", data(place), "-U", USER, "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C", "--no-instructions"]), "initdb");
+    } finally {
+      await fs.rm(pwfile, { force: true });
+    }
+    // Single-user mode creates the database without opening any port.
+    await runHelper(place.asAccount([server, "--single", "-D", data(place), "-c", "unix_socket_directories=", "postgres"]), "creating the database", `CREATE DATABASE ${DATABASE};\n`);
+  },
+
+  async command(place) {
+    return [await binary("postgres"), "-D", data(place), "-p", String(place.port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "logging_collector=off", "-c", "max_connections=50"];
+  },
+
+  /** postmaster.pid's eighth line says "ready" once connections are accepted (what pg_ctl -w reads). */
+  async ready(place) {
+    const pidFile = await fs.readFile(path.join(data(place), "postmaster.pid"), "utf8").catch(() => "");
+    return pidFile.split("\n")[7]?.trim() === "ready";
+  },
+
+  env(place) {
+    const url = `postgresql://${USER}:${place.password}@127.0.0.1:${place.port}/${DATABASE}`;
+    return { DATABASE_URL: url, PGHOST: "127.0.0.1", PGPORT: String(place.port), PGUSER: USER, PGPASSWORD: place.password, PGDATABASE: DATABASE };
+  },
+};
