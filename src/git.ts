@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { SimpleGit } from "simple-git";
+import { sandboxPlaceholders } from "./placeholders.js";
 
 export const RUNS_DIR = ".backend-agent";
 const IDENTITY = { GIT_AUTHOR_NAME: "backend-agent", GIT_AUTHOR_EMAIL: "backend-agent@localhost", GIT_COMMITTER_NAME: "backend-agent", GIT_COMMITTER_EMAIL: "backend-agent@localhost" };
@@ -54,7 +55,9 @@ export async function snapshot(workspace: string, message: string): Promise<stri
     const gitDir = path.resolve(workspace, (await git.revparse(["--git-dir"])).trim());
     await fs.copyFile(path.join(gitDir, "index"), index).catch(() => undefined);
     // node_modules stays out even when not ignored: a worktree links it from the workspace.
-    await git.raw(["add", "-A", "--", ".", ":(exclude)node_modules"]);
+    // [services/background] hook: the sandbox's placeholder files are never part of a checkpoint (src/placeholders.ts).
+    const placeholders = (await sandboxPlaceholders(workspace)).map((p) => `:(exclude,literal)${p}`);
+    await git.raw(["add", "-A", "--", ".", ":(exclude)node_modules", ...placeholders]);
     const tree = (await git.raw(["write-tree"])).trim();
     const head = await git.revparse(["--verify", "-q", "HEAD"]).then((h) => h.trim(), () => "");
     return (await git.raw(["commit-tree", tree, ...(head ? ["-p", head] : []), "-m", message])).trim();

@@ -149,12 +149,17 @@ describe("background commands in a Task run", () => {
     const url = await model.start();
     cleanup.push(() => model.stop());
     const { c } = await server(["--sandbox", hasSandbox ? "os" : "off"], { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url });
+    // A background command started by the client, still running through the whole Task run.
+    const outside = await bgId(c, "sleep 300");
     const r = await c.call("Task", { description: "dev server", prompt: "Start the server and call it." });
     ok(r);
+    // The sandbox's placeholder files (.bashrc, .mcp.json, …), present while commands run, are never changes of the run.
+    expect((r.structuredContent as { files_changed: unknown[] }).files_changed).toEqual([]);
+    expect(view(await c.call("TaskOutput", { run_id: outside, wait_seconds: 0 })).status).toBe("running");
     expect(port).toMatch(/^\d+$/);
     expect(JSON.stringify(model.requests[3]!.messages.at(-1))).toContain("pong /agent");
     expect(await waitUntil(() => !processAlive(marker), 10_000)).toBe(true);
     const list = (await c.call("TaskOutput", {})).structuredContent as { background: { run_id: string; status: string }[] };
-    expect(list.background).toEqual([expect.objectContaining({ run_id: bg, status: "killed" })]);
+    expect(list.background).toEqual([expect.objectContaining({ run_id: outside, status: "running" }), expect.objectContaining({ run_id: bg, status: "killed" })]);
   });
 });
