@@ -136,7 +136,12 @@ export class BackgroundCommands {
       this.prune();
       wakeAll();
     });
-    const text = `Started in the background as ${id}${this.config.sandbox.active ? " (sandboxed)" : ""}. Read its output with TaskOutput {run_id: "${id}"}; stop it with TaskStop {run_id: "${id}"}. It is stopped after ${Math.round(this.config.maxLifetimeMs / 60_000)} minutes, when the server exits${c.owner ? ", and when this Task run ends" : ""}.`;
+    const minutes = Math.round(this.config.maxLifetimeMs / 60_000);
+    const text = [
+      `Started in the background as ${id}${this.config.sandbox.active ? " (sandboxed)" : ""}.`,
+      `Read its output with TaskOutput {run_id: "${id}"}; stop it with TaskStop {run_id: "${id}"}.`,
+      `It is stopped after ${minutes} minutes, when the server exits${c.owner ? ", and when this Task run ends" : ""}.`,
+    ].join(" ");
     return {
       text,
       structured: { output: "", exit_code: null, signal: null, timed_out: false, cancelled: false, duration_ms: 0, omitted_chars: 0, sandboxed: this.config.sandbox.active, run_id: id },
@@ -177,7 +182,10 @@ export class BackgroundCommands {
   list(owner?: AbortSignal): BackgroundSummary[] {
     return [...this.commands.values()]
       .filter((c) => !owner || c.owner === owner)
-      .map((c) => ({ run_id: c.id, status: status(c), command: c.command, ...(c.description && { description: c.description }), exit_code: c.exit?.code ?? null, started_at: c.startedAt.toISOString(), total_bytes: c.total }));
+      .map((c) => ({
+        run_id: c.id, status: status(c), command: c.command, ...(c.description && { description: c.description }),
+        exit_code: c.exit?.code ?? null, started_at: c.startedAt.toISOString(), total_bytes: c.total,
+      }));
   }
 
   /** Stops every command (server exit). */

@@ -115,7 +115,8 @@ export class WorkspaceNetwork {
     const asRoot = process.geteuid?.() === 0;
     const relay = (port: number, socket: string) => `socat TCP-LISTEN:${port},fork,reuseaddr ${quote([`UNIX-CONNECT:${socket}`])} >/dev/null 2>&1 &`;
     const script = [...(relays ? [relay(RELAY_PORTS.http, relays.http), relay(RELAY_PORTS.socks, relays.socks)] : []), "exec sleep infinity"].join("\n");
-    const args = ["--die-with-parent", "--unshare-net", "--unshare-pid", ...(asRoot ? [] : ["--unshare-user"]), "--dev-bind", "/", "/", "--info-fd", "3", "--", "/bin/sh", "-c", script];
+    const namespaces = ["--unshare-net", "--unshare-pid", ...(asRoot ? [] : ["--unshare-user"])];
+    const args = ["--die-with-parent", ...namespaces, "--dev-bind", "/", "/", "--info-fd", "3", "--", "/bin/sh", "-c", script];
     const holder = spawn("bwrap", args, { stdio: ["ignore", "ignore", "pipe", "pipe"] });
     let stderr = "";
     holder.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));

@@ -31,11 +31,12 @@ export interface Sandbox {
 }
 
 const INSTALL_HINT: Record<string, string> = {
-  linux: "install them with `apt-get install bubblewrap socat` (Debian/Ubuntu) or your distribution's packages",
+  linux: "install them with `apt-get install bubblewrap socat util-linux` (Debian/Ubuntu) or your distribution's packages",
   darwin: "sandbox-exec ships with macOS; make sure ripgrep is reachable",
 };
 
-const REQUIRED: Record<string, string[]> = { linux: ["bwrap", "socat"], darwin: ["sandbox-exec"] };
+// nsenter (util-linux) joins each command to the workspace network (src/netns.ts).
+const REQUIRED: Record<string, string[]> = { linux: ["bwrap", "socat", "nsenter"], darwin: ["sandbox-exec"] };
 const onPath = (cmd: string) => (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, cmd)));
 
 /** Cheap start-up check (no import of the runtime): which required programs are missing. */

@@ -2,9 +2,14 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { adaptCommandLine, NetworkJoinError, quote, SharedNetwork, unquote } from "../src/netns.js";
-import { connect, ok, tempDir, type Connection } from "./helpers.js";
+import { CLI, connect, ok, tempDir, type Connection } from "./helpers.js";
 
 const hasSandbox = process.platform === "linux" && spawnSync("bash", ["-c", "command -v bwrap && command -v socat && command -v nsenter"]).status === 0;
 
@@ -99,5 +104,39 @@ describe.runIf(hasSandbox)("one network per workspace (--sandbox os)", () => {
     const inside = ok(await c.call("Run", { command: "readlink /proc/self/ns/net" }));
     expect(inside).toMatch(/net:\[\d+\]/);
     expect(inside).not.toContain(inode);
+  });
+});
+
+const asRoot = process.getuid?.() === 0 && spawnSync("id", ["nobody"]).status === 0;
+
+describe.runIf(hasSandbox && asRoot)("one network per workspace, server not root (the holder gets its own user namespace)", () => {
+  test("a background server answers the next command, and a service is reachable", async () => {
+    const ws = await tempDir();
+    await fs.chown(ws, 65534, 65534);
+    const client = new Client({ name: "test-client", version: "1.0.0" });
+    const transport = new StdioClientTransport({
+      command: "setpriv",
+      args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", process.execPath, CLI, "--workspace", ws, "--sandbox", "os", "--service", "redis"],
+      env: { PATH: process.env.PATH!, HOME: ws },
+      stderr: "pipe",
+    });
+    transport.stderr?.on("data", () => undefined);
+    await client.connect(transport);
+    const call = (args: Record<string, unknown>) => client.callTool({ name: "Run", arguments: args }) as Promise<CallToolResult>;
+    try {
+      const started = await call({ command: `node -e 'const s = require("http").createServer((q, r) => r.end("pong")); s.on("error", (e) => { console.error(e.message); process.exit(1); }); s.listen(0, "127.0.0.1", () => console.log("port " + s.address().port))'`, run_in_background: true });
+      const id = (started.structuredContent as { run_id: string }).run_id;
+      let port = "";
+      for (let i = 0; i < 10 && !port; i++) {
+        const out = (await client.callTool({ name: "TaskOutput", arguments: { run_id: id, wait_seconds: 5 } })).structuredContent as { output: string };
+        port = /port (\d+)/.exec(out.output)?.[1] ?? "";
+      }
+      const r = await call({ command: `id -u; curl -s 127.0.0.1:${port}; echo; redis-cli --no-auth-warning -u "$REDIS_URL" ping` });
+      expect((r.structuredContent as { output: string }).output).toBe("65534\npong\nPONG\n");
+    } finally {
+      await client.close();
+      await fs.rm(ws, { recursive: true, force: true });
+      await fs.rm(path.join(os.tmpdir(), "backend-developer-mcp-services-65534"), { recursive: true, force: true });
+    }
   });
 });

@@ -52,7 +52,8 @@ export const postgres: ServiceSpec = {
   },
 
   async command(place) {
-    return [await binary("postgres"), "-D", data(place), "-p", String(place.port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "logging_collector=off", "-c", "max_connections=50"];
+    const settings = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "logging_collector=off", "max_connections=50"];
+    return [await binary("postgres"), "-D", data(place), "-p", String(place.port), ...settings.flatMap((s) => ["-c", s])];
   },
 
   /** postmaster.pid's eighth line says "ready" once connections are accepted (what pg_ctl -w reads). */
