@@ -56,6 +56,30 @@ describe.runIf(hasServices)("services", () => {
     expect(output(await reset.c.call("Run", { command: `psql -tA -c "select count(*) from pg_tables where tablename = 'notes'"` }))).toBe("0\n");
   });
 
+  // Services run outside bubblewrap: what commands can make them do must stay inside the database.
+  test.runIf(hasSandbox)("commands cannot make a service run programs or touch files outside the sandbox", async () => {
+    const { ws, c } = await server(["--sandbox", "os", "--service", "postgres", "--service", "redis"]);
+    const escaped = path.join(os.tmpdir(), `escaped-${process.pid}-${Date.now()}`);
+    cleanup.push(() => fs.rm(escaped, { force: true }));
+    const attacks = [
+      `psql -v ON_ERROR_STOP=1 -c "COPY (select 1) TO PROGRAM 'touch ${escaped}'"`,
+      `psql -v ON_ERROR_STOP=1 -c "select pg_read_file('/etc/hostname')"`,
+      `psql -v ON_ERROR_STOP=1 -c "COPY (select 'x') TO '${escaped}'"`,
+      `psql -v ON_ERROR_STOP=1 -c "ALTER ROLE app SUPERUSER"`,
+      `redis-cli --no-auth-warning -u "$REDIS_URL" CONFIG SET dir ${os.tmpdir()} | grep -q ERR && exit 1; exit 0`,
+      `redis-cli --no-auth-warning -u "$REDIS_URL" MODULE LOAD ${ws}/evil.so | grep -q ERR && exit 1; exit 0`,
+      `redis-cli --no-auth-warning -u "$REDIS_URL" REPLICAOF 127.0.0.1 9 | grep -q ERR && exit 1; exit 0`,
+    ];
+    for (const command of attacks) {
+      const r = await c.call("Run", { command });
+      expect((r.structuredContent as { exit_code: number }).exit_code, `${command}\n${output(r)}`).not.toBe(0);
+    }
+    expect(await fs.stat(escaped).catch(() => undefined)).toBeUndefined();
+    // What applications need still works: their own tables, and flushing their own cache.
+    const ok2 = await c.call("Run", { command: `psql -v ON_ERROR_STOP=1 -tA -c 'create table t (id int); insert into t values (1); select count(*) from t' && redis-cli --no-auth-warning -u "$REDIS_URL" FLUSHALL` });
+    expect(output(ok2)).toBe("CREATE TABLE\nINSERT 0 1\n1\nOK\n");
+  });
+
   test("without the OS sandbox, services listen on a free port of the host's loopback", async () => {
     const { c } = await server(["--sandbox", "off", "--service", "redis"]);
     const r = output(await c.call("Run", { command: `echo "$REDIS_URL"; redis-cli --no-auth-warning -u "$REDIS_URL" ping` }));

@@ -1,5 +1,7 @@
 // PostgreSQL from the machine's binaries (Debian: /usr/lib/postgresql/<major>/bin): one cluster per workspace, a
-// database and role "app" with a password, TCP on 127.0.0.1 only, no Unix socket.
+// database owned by the role "app" with a password, TCP on 127.0.0.1 only, no Unix socket. The server runs outside
+// bubblewrap, so "app" is no superuser: no COPY … PROGRAM, no server-side file access, no untrusted languages.
+import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -7,6 +9,8 @@ import { findBinary, runHelper, type ServicePlace, type ServiceSpec } from "./co
 
 const USER = "app";
 const DATABASE = "app";
+/** The bootstrap superuser: its password is random and thrown away; setup uses single-user mode. */
+const ADMIN = "bdm_admin";
 
 /** Debian keeps the server binaries off PATH, one folder per major version: newest first. */
 function debianBinDirs(): string[] {
@@ -37,18 +41,24 @@ export const postgres: ServiceSpec = {
     if (existsSync(path.join(data(place), "PG_VERSION"))) return;
     await fs.rm(data(place), { recursive: true, force: true });
     const [initdb, server] = await Promise.all([binary("initdb"), binary("postgres")]);
-    // initdb reads the password from a file the service's account can read; it goes right after.
+    // initdb reads the superuser's password from a file the service's account can read; it goes right after.
     const pwfile = path.join(place.dir, "initdb.pw");
-    await fs.writeFile(pwfile, place.password, { mode: 0o600 });
+    await fs.writeFile(pwfile, randomBytes(24).toString("hex"), { mode: 0o600 });
     const stat = await fs.stat(place.dir);
     await fs.chown(pwfile, stat.uid, stat.gid);
     try {
-      await runHelper(place.asAccount([initdb, "-D", data(place), "-U", USER, "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C", "--no-instructions"]), "initdb");
+      const options = ["-U", ADMIN, "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C", "--no-instructions"];
+      await runHelper(place.asAccount([initdb, "-D", data(place), ...options]), "initdb");
     } finally {
       await fs.rm(pwfile, { force: true });
     }
-    // Single-user mode creates the database without opening any port.
-    await runHelper(place.asAccount([server, "--single", "-D", data(place), "-c", "unix_socket_directories=", "postgres"]), "creating the database", `CREATE DATABASE ${DATABASE};\n`);
+    // Single-user mode creates the role and its database without opening any port.
+    const sql = [
+      `CREATE ROLE ${USER} LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION PASSWORD '${place.password}';`,
+      `CREATE DATABASE ${DATABASE} OWNER ${USER};`,
+    ];
+    const single = [server, "--single", "-D", data(place), "-c", "unix_socket_directories=", "postgres"];
+    await runHelper(place.asAccount(single), "creating the database", `${sql.join("\n")}\n`);
   },
 
   async command(place) {
