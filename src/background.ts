@@ -294,7 +294,7 @@ function present(v: BackgroundView): ToolOutput {
 
 /** TaskOutput/TaskStop for a sub-agent: only the background commands its own run started. */
 export function backgroundToolsForAgents(background: BackgroundCommands): Tool[] {
-  const description = (name: string) => readFileSync(`${packageRoot}/tools/agent/${name}.md`, "utf8").trim();
+  const description = (name: string) => readFileSync(`${packageRoot}/tools/${name}.agent.md`, "utf8").trim();
   const output = defineTool({
     name: "TaskOutput",
     title: "Read a background command",
