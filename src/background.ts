@@ -76,6 +76,8 @@ export class BackgroundCommands {
   private readonly commands = new Map<string, Command>();
   private readonly taskRuns = new Set<AbortSignal>();
   private closing = false;
+  /** Starts under way, counted against the limit before they are registered. */
+  private starting = 0;
 
   constructor(private readonly config: BackgroundConfig) {}
 
@@ -95,10 +97,19 @@ export class BackgroundCommands {
 
   async start(command: string, description: string | undefined, ctx: ToolContext): Promise<ToolOutput> {
     if (this.closing) throw new ToolError("The server is shutting down; no background command was started.");
-    if (this.running.length >= this.config.maxCount) {
+    if (this.running.length + this.starting >= this.config.maxCount) {
       const list = this.running.map((c) => `${c.id} (${c.command.slice(0, 60)})`).join(", ");
       throw new ToolError(`${this.config.maxCount} background commands are already running (the limit, --max-background): ${list}. Stop one with TaskStop {run_id}, then start this one again.`);
     }
+    this.starting++;
+    try {
+      return await this.launch(command, description, ctx);
+    } finally {
+      this.starting--;
+    }
+  }
+
+  private async launch(command: string, description: string | undefined, ctx: ToolContext): Promise<ToolOutput> {
     const id = `${BACKGROUND_PREFIX}${randomBytes(4).toString("hex")}`;
     const root = ctx.ws.root;
     const env = { ...commandEnv(process.env, this.config.allowEnv, this.config.sandbox.tmpdir), ...((await this.config.serviceEnv?.(root)) ?? {}) };
@@ -115,7 +126,8 @@ export class BackgroundCommands {
     }
     const c: Command = {
       id, command, description, startedAt: new Date(), pgid: child.pid, unread: new BoundedOutput(), total: 0, wake: new Set(),
-      ended: Promise.resolve(), lifetime: setTimeout(() => void this.stop(c, "lifetime"), this.config.maxLifetimeMs),
+      ended: Promise.resolve(),
+      lifetime: setTimeout(() => this.stop(c, "lifetime").catch((e: Error) => process.stderr.write(`${e.message}\n`)), this.config.maxLifetimeMs),
       owner: this.taskRuns.has(ctx.signal) ? ctx.signal : undefined,
     };
     c.lifetime.unref();
@@ -137,10 +149,11 @@ export class BackgroundCommands {
       wakeAll();
     });
     const minutes = Math.round(this.config.maxLifetimeMs / 60_000);
+    const lifetime = minutes >= 120 ? `${Math.round(minutes / 6) / 10} hours` : `${minutes} minutes`;
     const text = [
       `Started in the background as ${id}${this.config.sandbox.active ? " (sandboxed)" : ""}.`,
       `Read its output with TaskOutput {run_id: "${id}"}; stop it with TaskStop {run_id: "${id}"}.`,
-      `It is stopped after ${minutes} minutes, when the server exits${c.owner ? ", and when this Task run ends" : ""}.`,
+      `It is stopped after ${lifetime}, when the server exits${c.owner ? ", and when this Task run ends" : ""}.`,
     ].join(" ");
     return {
       text,

@@ -111,6 +111,13 @@ describe("background commands: limits and bad input", () => {
     expect(again).not.toBe(id);
   });
 
+  test("starts at the same moment still respect --max-background", async () => {
+    const { c } = await server(["--sandbox", "off", "--max-background", "2"]);
+    const results = await Promise.all([1, 2, 3, 4].map(() => c.call("Run", { command: "sleep 300", run_in_background: true })));
+    expect(results.filter((r) => !r.isError)).toHaveLength(2);
+    expect(results.filter((r) => r.isError).map(text)).toEqual([expect.stringMatching(/already running/), expect.stringMatching(/already running/)]);
+  });
+
   test("a command is stopped after --background-timeout", async () => {
     const { c } = await server(["--sandbox", "off", "--background-timeout", "1"]);
     const id = await bgId(c, "echo up; sleep 300");
