@@ -2,9 +2,9 @@
 // what it printed since the last read, TaskStop ends its whole process tree. Ids share the run_id namespace of Task runs.
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import fs from "node:fs/promises";
 import { z } from "zod";
 import { packageRoot } from "./paths.js";
+import { processesWithToken, processTree, signalAll, waitGone } from "./proctree.js";
 import type { Sandbox } from "./sandbox.js";
 import { defineTool, type Tool, type ToolContext, type ToolOutput } from "./tool.js";
 import { BoundedOutput, commandEnv, killGroup } from "./tools/run.js";
@@ -113,7 +113,8 @@ export class BackgroundCommands {
     const id = `${BACKGROUND_PREFIX}${randomBytes(4).toString("hex")}`;
     const root = ctx.ws.root;
     const env = { ...commandEnv(process.env, this.config.allowEnv, this.config.sandbox.tmpdir), ...((await this.config.serviceEnv?.(root)) ?? {}) };
-    const wrapped = await this.config.sandbox.wrap(`exec 2>&1\n${command}`, id, root).catch((e: Error) => {
+    // The id in a comment marks every process of the command, for the sweep in stop().
+    const wrapped = await this.config.sandbox.wrap(`exec 2>&1 # ${tokenOf(id)}\n${command}`, id, root).catch((e: Error) => {
       this.config.sandbox.done();
       throw e;
     });
@@ -171,15 +172,20 @@ export class BackgroundCommands {
   async stop(c: Command, reason: StopReason): Promise<void> {
     if (!c.exit) {
       c.stopReason ??= reason;
-      // bubblewrap runs the command in a session of its own: collect the tree first, as killing its parent cuts the links.
-      const tree = await processTree(c.pgid);
+      // bubblewrap runs the command in a session of its own: collect the tree first, as killing its parent cuts the
+      // links; and sweep for the command's token, which also finds a sandbox cloned while its parent was being killed.
+      const token = tokenOf(c.id);
+      const members = async () => [...new Set([...(await processTree(c.pgid)), ...(await processesWithToken(token))])];
+      const first = await members();
       killGroup(c.pgid, "SIGTERM");
-      signalAll(tree, "SIGTERM");
-      const kill = setTimeout(() => (killGroup(c.pgid, "SIGKILL"), signalAll(tree, "SIGKILL")), KILL_GRACE_MS);
-      const gone = await Promise.race([c.ended.then(() => waitGone(tree, STOP_WAIT_MS)), new Promise<boolean>((r) => setTimeout(() => r(false), STOP_WAIT_MS + KILL_GRACE_MS).unref())]);
-      clearTimeout(kill);
+      signalAll(first, "SIGTERM");
+      await Promise.race([c.ended, new Promise((r) => setTimeout(r, KILL_GRACE_MS).unref())]);
       killGroup(c.pgid, "SIGKILL");
-      signalAll(tree, "SIGKILL");
+      signalAll([...first, ...(await processesWithToken(token))], "SIGKILL");
+      const ended = await Promise.race([c.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), STOP_WAIT_MS).unref())]);
+      // One more sweep once the group is gone: nothing carrying the token may survive.
+      signalAll(await processesWithToken(token), "SIGKILL");
+      const gone = ended && (await waitGone([...first, ...(await processesWithToken(token))], STOP_WAIT_MS));
       if (!gone) throw new ToolError(`${c.id} did not end within ${STOP_WAIT_MS / 1000} s of SIGKILL (process group ${c.pgid}); it may be stuck in the kernel.`);
     }
     await c.ended;
@@ -252,43 +258,7 @@ export class BackgroundCommands {
   }
 }
 
-/** The process and all its descendants (Linux /proc; just the process elsewhere). */
-async function processTree(root: number): Promise<number[]> {
-  const entries = await fs.readdir("/proc").catch(() => [] as string[]);
-  const children = new Map<number, number[]>();
-  await Promise.all(
-    entries.filter((e) => /^\d+$/.test(e)).map(async (e) => {
-      const stat = await fs.readFile(`/proc/${e}/stat`, "utf8").catch(() => "");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
-    }),
-  );
-  const tree = [root];
-  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
-  return tree;
-}
-
-/** Running, as opposed to gone or a zombie waiting to be reaped. */
-const isAlive = async (pid: number) => {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-  return stat !== "" && stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
-};
-const anyAlive = async (pids: number[]) => (await Promise.all(pids.map(isAlive))).some(Boolean);
-
-function signalAll(pids: number[], signal: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-}
-
-async function waitGone(pids: number[], ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (!(await anyAlive(pids))) return true;
-  return !(await anyAlive(pids));
-}
+const tokenOf = (id: string) => `backend-developer-mcp:${id}`;
 
 const status = (c: Command): BackgroundView["status"] => (!c.exit ? "running" : c.stopReason ? "killed" : "exited");
 

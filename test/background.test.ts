@@ -125,6 +125,17 @@ describe("background commands: limits and bad input", () => {
     expect(last).toMatchObject({ status: "killed", stop_reason: "lifetime" });
   });
 
+  // Stopped while bubblewrap is still setting up: a sandbox cloned at that moment must not survive.
+  test("TaskStop right after the start leaves no process behind", async () => {
+    const { c } = await server(["--sandbox", hasSandbox ? "os" : "off"]);
+    const marker = `bgearly${Date.now()}`;
+    for (let i = 0; i < 5; i++) {
+      const id = await bgId(c, `sleep 300 # ${marker}`);
+      expect(view(await c.call("TaskStop", { run_id: id })).status).toMatch(/^(killed|exited)$/);
+      expect(processAlive(marker)).toBe(false);
+    }
+  });
+
   test("background commands end when the server exits", async () => {
     const { c } = await server(["--sandbox", hasSandbox ? "os" : "off"]);
     const marker = `bgexit${Date.now()}`;

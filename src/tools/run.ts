@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
 import type { Sandbox } from "../sandbox.js";
+import { killTree } from "../proctree.js";
 import { Semaphore } from "../semaphore.js";
 import { defineTool, type Tool, type ToolContext, type ToolOutput } from "../tool.js";
 import { ToolError } from "../workspace.js";
@@ -162,8 +163,8 @@ export function createRunTool(config: RunConfig): Tool {
         let stopReason: "timeout" | "cancel" | undefined;
         const stop = (reason: "timeout" | "cancel") => {
           stopReason ??= reason;
-          killGroup(pgid, "SIGTERM");
-          setTimeout(() => killGroup(pgid, "SIGKILL"), KILL_GRACE_MS).unref();
+          // [background] hook: the whole tree, bubblewrap's own session included (src/proctree.ts).
+          void killTree(pgid, KILL_GRACE_MS);
         };
         const timer = setTimeout(() => stop("timeout"), timeout);
         const onAbort = () => stop("cancel");
