@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { THINKING_SETTINGS, type ThinkingSetting } from "./task/model-options.js";
 import { pkg } from "./paths.js";
+import { parseServiceRequest, type ServiceRequest } from "./services/names.js";
 
 /** A command-line mistake: the message says what was wrong; the process exits 2. */
 export class UsageError extends Error {}
@@ -54,6 +55,22 @@ export const SERVER_OPTIONS = {
     parse: list,
   },
   "max-commands": { arg: "N", help: "Commands that may run at once (default 4)", parse: wholeNumber(4) },
+  // [services/background] options
+  "max-background": { arg: "N", help: "Background commands (Run with run_in_background) alive at once (default 8)", parse: wholeNumber(8) },
+  "background-timeout": { arg: "SEC", help: "Lifetime of a background command, in seconds, after which it is stopped (default 14400: 4 hours)", parse: wholeNumber(14_400) },
+  service: {
+    arg: "NAME",
+    multiple: true,
+    help: "Start a service for the workspace on first use and give every command its variables: postgres (DATABASE_URL, PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) or redis (REDIS_URL); NAME:PORT fixes the port (repeatable)",
+    parse: (raw: unknown, f: string) => {
+      const requests = list(raw).map(parseServiceRequest);
+      const problem = requests.find((r) => typeof r === "string");
+      if (problem) return fail(`${f}: ${problem}`);
+      const valid = requests as ServiceRequest[];
+      return valid.filter((r, i) => valid.findIndex((o) => o.name === r.name) === i);
+    },
+  },
+  "service-reset": { help: "Wipe the services' data (a fresh, empty database) before they start", parse: flag },
   "test-command": { arg: "CMD", help: "How Task verifies work (default: detected from the project's manifests)", parse: text },
   "task-max-tokens": { arg: "N", help: "Token budget of one Task run (default 3000000)", parse: wholeNumber(3_000_000) },
   "task-timeout": { arg: "SEC", help: "Wall-time budget of one Task run, in seconds (default 1800)", parse: wholeNumber(1800) },

@@ -17,11 +17,11 @@ let c: Connection;
 
 /** The servers and the long-lived helpers the runtime starts once (network bridges): not a command's processes. */
 const resident = new Set<number>();
-/** After a command has run to its end: the server and its remaining children are resident. */
-const addResident = (server: Connection) =>
-  survivors()
-    .filter((pid) => pid === server.pid || parentOf(pid) === server.pid)
-    .forEach((pid) => resident.add(pid));
+/** After a command has run to its end: the server and what it keeps running (the workspace network's holder and relays) are resident. */
+const addResident = (server: Connection) => {
+  const descends = (pid: number): boolean => pid === server.pid || (pid > 1 && descends(parentOf(pid)));
+  for (const pid of survivors()) if (descends(pid)) resident.add(pid);
+};
 
 /** Pids of live processes whose environment carries MARK (zombies have none and do not count), the resident ones aside. */
 function survivors(): number[] {

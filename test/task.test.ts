@@ -73,7 +73,7 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
       expect(last.at(-1)?.cache_control).toEqual({ type: "ephemeral" });
       expect(req.messages.slice(0, -1).flatMap((m) => (Array.isArray(m.content) ? m.content : [])).some((b) => "cache_control" in b)).toBe(false);
     }
-    expect(model.requests[0]!.tools!.map((t) => t.name)).toEqual(["web_search", "web_fetch", "Read", "Write", "Edit", "Grep", "Glob", "Run", "AskUserQuestion", "Task"]);
+    expect(model.requests[0]!.tools!.map((t) => t.name)).toEqual(["web_search", "web_fetch", "Read", "Write", "Edit", "Grep", "Glob", "Run", "TaskOutput", "TaskStop", "AskUserQuestion", "Task"]);
     expect(model.requests[0]!.system![0]!.text).toContain("backend");
   });
 

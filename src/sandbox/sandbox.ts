@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
+import { SharedNetwork, type WorkspaceNetwork } from "./netns.js";
 
 export type SandboxMode = "auto" | "os" | "off";
 
@@ -23,6 +24,8 @@ export interface Sandbox {
   wrap(command: string, id: string, workspace: string): Promise<string>;
   /** To call after each command. */
   done(): void;
+  /** [services] The workspace network sandboxed commands share (src/netns.ts), started if needed; undefined when they use the host's. */
+  network(workspace: string): Promise<WorkspaceNetwork | undefined>;
   close(): Promise<void>;
 }
 
@@ -72,11 +75,12 @@ export async function limitProcesses(): Promise<string> {
 }
 
 const INSTALL_HINT: Record<string, string> = {
-  linux: "install them with `apt-get install bubblewrap socat` (Debian/Ubuntu) or your distribution's packages",
+  linux: "install them with `apt-get install bubblewrap socat util-linux` (Debian/Ubuntu) or your distribution's packages",
   darwin: "sandbox-exec ships with macOS; make sure ripgrep is reachable",
 };
 
-const REQUIRED: Record<string, string[]> = { linux: ["bwrap", "socat"], darwin: ["sandbox-exec"] };
+// nsenter (util-linux) joins each command to the workspace network (src/netns.ts).
+const REQUIRED: Record<string, string[]> = { linux: ["bwrap", "socat", "nsenter"], darwin: ["sandbox-exec"] };
 const onPath = (cmd: string) => (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, cmd)));
 
 /** Cheap start-up check (no import of the runtime): which required programs are missing. */
@@ -95,6 +99,7 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
     tmpdir,
     wrap: async (command) => command,
     done: () => undefined,
+    network: async () => undefined,
     close: () => fs.rm(tmpdir, { recursive: true, force: true }),
   };
   if (opts.mode === "off") return { ...plain, warning: "the OS sandbox is off (--sandbox off)" };
@@ -129,6 +134,8 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
       existsSync(p),
     ),
   });
+  // [services] hook: on Linux every sandboxed command joins the workspace's one network (src/netns.ts).
+  const shared = process.platform === "linux" ? new SharedNetwork(opts.network !== true) : undefined;
   let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
   let ready: Promise<void> | undefined;
   const start = async (workdir: string) => {
@@ -172,13 +179,22 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
       if (!mountFolders.has(dir)) mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
       const m = await start(workdir);
       const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<NonNullable<typeof m>["wrapWithSandbox"]>[2];
-      return m ? m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command }) : command;
+      if (!m) return command;
+      const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command });
+      return shared ? shared.join(wrapped) : wrapped;
     },
     done: () => {
       manager?.cleanupAfterCommand();
       if (--running === 0) removeMountFolders();
     },
+    network: async (workdir) => {
+      if (!shared?.isolated) return undefined;
+      // A command line the runtime builds tells which proxy sockets the network's relays connect to.
+      if (!shared.started) await sandbox.wrap("true", "network-probe", workdir).finally(() => sandbox.done());
+      return sandbox.active ? shared.ready() : undefined;
+    },
     close: async () => {
+      await shared?.close();
       if (ready) await manager?.reset();
       await plain.close();
     },

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { accessSync, constants, realpathSync, statSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { sandboxPlaceholders } from "../sandbox/placeholders.js";
 import { OBJECT_ID, type FileChange } from "./records.js";
 
 /**
@@ -185,7 +186,9 @@ const LIST_CHANGED = ["ls-files", "-z", "--others", "--modified", "--deleted", "
  * with that repository's config. ls-files and update-index only read a nested repository's HEAD (kept as a gitlink).
  */
 async function stage(repo: GitDir, workTree: string, env: Record<string, string>): Promise<void> {
-  const listed = await git(repo, workTree, [...LIST_CHANGED, ":(exclude)node_modules"], { env });
+  // The sandbox's placeholder files (kept for hours by a background server) are never part of a checkpoint.
+  const placeholders = (await sandboxPlaceholders(workTree)).map((p) => `:(exclude,literal)${p}`);
+  const listed = await git(repo, workTree, [...LIST_CHANGED, ":(exclude)node_modules", ...placeholders], { env });
   if (listed)
     await git(repo, workTree, ["update-index", "-z", "--add", "--remove", "--replace", "--stdin"], {
       env,

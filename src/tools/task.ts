@@ -10,11 +10,23 @@ import {
   type TaskReport,
 } from "../task/index.js";
 import { defineTool, type Tool, type ToolOutput } from "../server/tool.js";
+import { backgroundSummary, backgroundView, isBackgroundId, type BackgroundCommands } from "../sandbox/background.js";
 
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */
   taskWaitSeconds: number | null;
+  /** [background] Background commands: read and stopped through TaskOutput/TaskStop, stopped when the Task run that started them ends. */
+  background?: BackgroundCommands;
 }
+
+/** [background] Fields of a background command's view that a Task run's view lacks. */
+/** A Task run's id, or a background command's (bg-…). */
+const runOrCommandId = z.union([runIdSchema, z.string().regex(/^bg-[0-9a-z-]{1,64}$/)], {
+  error: "is neither a run id (like 20260130-075600-1a2b3c) nor a background command id (like bg-1a2b3c4d)",
+});
+
+/** Fields of a background command's view that a Task run's view lacks. */
+const backgroundExtra = backgroundView.omit({ run_id: true, status: true, message: true, description: true, duration_ms: true }).partial().shape;
 
 const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
@@ -136,6 +148,7 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     output: runViewSchema,
     async handle(args, ctx) {
       const live = await runs.start(args, ctx);
+      config.background?.adoptTaskRun(live.abort.signal, live.done); // [background] hook
       // Until this call returns, cancelling it stops the run; afterwards only TaskStop does.
       const onAbort = () => live.abort.abort();
       ctx.signal.addEventListener("abort", onAbort);
@@ -158,7 +171,7 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     title: "Follow a Task run",
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     input: z.object({
-      run_id: runIdSchema.optional().describe("The run to report on; omit to list the runs of this workspace"),
+      run_id: runOrCommandId.optional().describe("The run or background command to report on; omit to list them all"),
       wait_seconds: z
         .number()
         .min(0)
@@ -168,9 +181,16 @@ export function createTaskTools(config: TaskConfig): Tool[] {
           `Seconds to wait for a running run to end (default ${OUTPUT_WAIT_DEFAULT}, at most ${OUTPUT_WAIT_MAX})`,
         ),
     }),
-    output: runViewSchema.partial().extend(runListSchema.partial().shape),
+    output: runViewSchema
+      .partial()
+      .extend(runListSchema.partial().shape)
+      .extend({
+        background: z.array(backgroundSummary).optional().describe("Background commands started with Run {run_in_background: true}"),
+        ...backgroundExtra,
+      }),
     async handle({ run_id, wait_seconds }, ctx) {
       const root = ctx.ws.root;
+      if (run_id && config.background && isBackgroundId(run_id)) return config.background.output(run_id, wait_seconds * 1000, ctx.signal); // [background] hook
       if (!run_id) {
         const { runs: list, unreadable, totals } = await runs.list(root);
         const rows = list.map(
@@ -181,9 +201,15 @@ export function createTaskTools(config: TaskConfig): Tool[] {
         const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
         const bad = unreadable.length ? ` ${unreadable.length} unreadable (not used).` : "";
         const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}${bad}`;
+        // Background commands are listed after the runs.
+        const background = config.background?.list() ?? [];
+        const bgRows = background.map(
+          (b) => `- ${b.run_id} [${b.status}${b.exit_code === null ? "" : ` ${b.exit_code}`}] ${b.command.slice(0, 100)}`,
+        );
+        const bgText = background.length ? `\n\n${background.length} background commands:\n${bgRows.join("\n")}` : "";
         return {
-          text: `${message}\n${rows.join("\n") || "No runs yet."}`,
-          structured: { runs: list, unreadable, totals, message },
+          text: `${message}\n${rows.join("\n") || "No runs yet."}${bgText}`,
+          structured: { runs: list, unreadable, totals, message, background },
         };
       }
       const live = runs.getLive(run_id);
@@ -196,9 +222,10 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     name: "TaskStop",
     title: "Stop a Task run",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
-    input: z.object({ run_id: runIdSchema.describe("The run to stop") }),
-    output: runViewSchema,
+    input: z.object({ run_id: runOrCommandId.describe("The run or background command to stop") }),
+    output: runViewSchema.partial().extend(backgroundExtra),
     async handle({ run_id }, ctx) {
+      if (config.background && isBackgroundId(run_id)) return config.background.stopById(run_id); // [background] hook
       return present(await runs.stop(ctx.ws.root, run_id));
     },
   });

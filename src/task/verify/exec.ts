@@ -4,7 +4,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import stripAnsi from "strip-ansi";
 import { callTool, type Tool, type ToolContext } from "../../server/tool.js";
-import type { RunResult } from "../../tools/run.js";
+import { type CommandResult, commandResultSchema } from "../../sandbox/command.js";
 import { onPath, type CheckSpec } from "./detect.js";
 
 /** Runs checks through the Run tool (same sandbox, environment allowlist, timeout and kill as the agent's commands). */
@@ -142,7 +142,7 @@ export async function runProjectChecks(specs: CheckSpec[], o: ExecOptions): Prom
         },
         o.ctx,
       );
-      const run = call.structuredContent as RunResult | undefined;
+      const run = commandResultSchema.safeParse(call.structuredContent).data;
       const fallbackMs = Date.now() - started;
       for (const [i, spec] of runnable.entries())
         results.set(spec, await readResult(spec, i, reportDir, projectDir, root, run, fallbackMs / runnable.length));
@@ -168,7 +168,7 @@ async function readResult(
   reportDir: string,
   projectDir: string,
   root: string,
-  run: RunResult | undefined,
+  run: CommandResult | undefined,
   fallbackMs: number,
 ): Promise<RawResult> {
   const file = (ext: string) => readBounded(path.join(reportDir, `${i}.${ext}`), MAX_OUTPUT_BYTES);
