@@ -28,7 +28,11 @@ function parseOrExit(argv: string[]): ServerArgs {
 
 /** The tools, and what must be closed when the server stops. */
 function buildTools(o: ServerArgs, sandbox: Sandbox): { tools: Tool[]; close: () => Promise<void> } {
-  const services = new Services({ requests: o.service, reset: o["service-reset"], network: (root) => sandbox.network(root) });
+  const services = new Services({
+    requests: o.service,
+    reset: o["service-reset"],
+    network: (root) => sandbox.network(root),
+  });
   const serviceEnv = services.configured ? (root: string) => services.env(root) : undefined;
   const background = new BackgroundCommands({
     sandbox,
@@ -37,7 +41,13 @@ function buildTools(o: ServerArgs, sandbox: Sandbox): { tools: Tool[]; close: ()
     maxLifetimeMs: o["background-timeout"] * 1000,
     serviceEnv,
   });
-  const run = createRunTool({ sandbox, allowEnv: o["allow-env"], maxConcurrent: o["max-commands"], serviceEnv, background });
+  const run = createRunTool({
+    sandbox,
+    allowEnv: o["allow-env"],
+    maxConcurrent: o["max-commands"],
+    serviceEnv,
+    background,
+  });
   const agentTools = [...fileTools, run];
   const taskTools = createTaskTools({
     tools: [...agentTools, ...backgroundToolsForAgents(background)],
@@ -67,10 +77,13 @@ async function main(): Promise<void> {
   if (o.version) return void process.stdout.write(`${pkg.version}\n`);
 
   setModelOptions({ thinking: o.thinking, web: o.web, webDomains: o["web-domain"], webMaxUses: o["web-max-uses"] });
-  const workspace = o.workspace === undefined ? undefined : await Workspace.open(o.workspace).catch((e: Error) => fail(e.message));
+  const workspace =
+    o.workspace === undefined ? undefined : await Workspace.open(o.workspace).catch((e: Error) => fail(e.message));
   const network = o["allow-network"] || (o["allow-domain"].length ? o["allow-domain"] : false);
   let warn = (message: string) => log(undefined, "warning", message);
-  const sandbox = await createSandbox({ mode: o.sandbox, network }, (m) => warn(m)).catch((e: Error) => fail(e.message));
+  const sandbox = await createSandbox({ mode: o.sandbox, network }, (m) => warn(m)).catch((e: Error) =>
+    fail(e.message),
+  );
   const { tools, close } = buildTools(o, sandbox);
   const notes = sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [];
   const { server } = createServer({ workspace, tools, notes });
@@ -91,7 +104,11 @@ async function main(): Promise<void> {
   if (sandbox.warning) log(undefined, "warning", sandbox.warning);
   const where = workspace?.root ?? "(the client's first root, else the current folder)";
   const names = tools.map((t) => t.name).join(", ");
-  log(undefined, "info", `v${pkg.version} · workspace ${where} · sandbox ${sandbox.active ? "on" : "off"} · tools ${names}`);
+  log(
+    undefined,
+    "info",
+    `v${pkg.version} · workspace ${where} · sandbox ${sandbox.active ? "on" : "off"} · tools ${names}`,
+  );
 }
 
 main().catch((e) => fail((e as Error).stack ?? String(e)));

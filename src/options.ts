@@ -43,11 +43,18 @@ export const SERVER_OPTIONS = {
     help: "OS sandbox for Run: auto (default: on when bubblewrap/socat or sandbox-exec are available, else off with a warning), os (required: refuse to start without it), off",
     parse: (raw: unknown, f: string) => {
       const mode = raw === undefined ? "auto" : String(raw);
-      return mode === "auto" || mode === "os" || mode === "off" ? mode : fail(`${f} takes auto, os or off (got "${mode}")`);
+      return mode === "auto" || mode === "os" || mode === "off"
+        ? mode
+        : fail(`${f} takes auto, os or off (got "${mode}")`);
     },
   },
   "allow-network": { help: "Let sandboxed commands use the network (default: no network)", parse: flag },
-  "allow-domain": { arg: "HOST", multiple: true, help: "Let sandboxed commands reach HOST (repeatable); others stay blocked", parse: list },
+  "allow-domain": {
+    arg: "HOST",
+    multiple: true,
+    help: "Let sandboxed commands reach HOST (repeatable); others stay blocked",
+    parse: list,
+  },
   "allow-env": {
     arg: "NAME",
     multiple: true,
@@ -56,8 +63,16 @@ export const SERVER_OPTIONS = {
   },
   "max-commands": { arg: "N", help: "Commands that may run at once (default 4)", parse: wholeNumber(4) },
   // [services/background] options
-  "max-background": { arg: "N", help: "Background commands (Run with run_in_background) alive at once (default 8)", parse: wholeNumber(8) },
-  "background-timeout": { arg: "SEC", help: "Lifetime of a background command, in seconds, after which it is stopped (default 14400: 4 hours)", parse: wholeNumber(14_400) },
+  "max-background": {
+    arg: "N",
+    help: "Background commands (Run with run_in_background) alive at once (default 8)",
+    parse: wholeNumber(8),
+  },
+  "background-timeout": {
+    arg: "SEC",
+    help: "Lifetime of a background command, in seconds, after which it is stopped (default 14400: 4 hours)",
+    parse: wholeNumber(14_400),
+  },
   service: {
     arg: "NAME",
     multiple: true,
@@ -71,9 +86,21 @@ export const SERVER_OPTIONS = {
     },
   },
   "service-reset": { help: "Wipe the services' data (a fresh, empty database) before they start", parse: flag },
-  "test-command": { arg: "CMD", help: "How Task verifies work (default: detected from the project's manifests)", parse: text },
-  "task-max-tokens": { arg: "N", help: "Token budget of one Task run (default 3000000)", parse: wholeNumber(3_000_000) },
-  "task-timeout": { arg: "SEC", help: "Wall-time budget of one Task run, in seconds (default 1800)", parse: wholeNumber(1800) },
+  "test-command": {
+    arg: "CMD",
+    help: "How Task verifies work (default: detected from the project's manifests)",
+    parse: text,
+  },
+  "task-max-tokens": {
+    arg: "N",
+    help: "Token budget of one Task run (default 3000000)",
+    parse: wholeNumber(3_000_000),
+  },
+  "task-timeout": {
+    arg: "SEC",
+    help: "Wall-time budget of one Task run, in seconds (default 1800)",
+    parse: wholeNumber(1800),
+  },
   "task-wait": {
     arg: "SEC",
     help: 'How long a Task call waits before it returns "running" and the run goes on in the background: seconds (default 45), 0 (return at once) or none (wait for the end)',
@@ -81,7 +108,9 @@ export const SERVER_OPTIONS = {
       if (raw === undefined) return 45;
       if (raw === "none") return null;
       const n = Number(raw);
-      return Number.isInteger(n) && n >= 0 ? n : fail(`${f} takes a whole number of seconds (0 or more) or none (got "${raw}")`);
+      return Number.isInteger(n) && n >= 0
+        ? n
+        : fail(`${f} takes a whole number of seconds (0 or more) or none (got "${raw}")`);
     },
   },
   "max-tasks": { arg: "N", help: "Task runs at once (default 2; more wait for a slot)", parse: wholeNumber(2) },
@@ -107,10 +136,20 @@ export const SERVER_OPTIONS = {
   web: {
     arg: "on|off",
     help: "Server-side web search and fetch for Task on the Anthropic API (default on)",
-    parse: (raw: unknown, f: string) => (raw === undefined || raw === "on" ? true : raw === "off" ? false : fail(`${f} takes on or off (got "${raw}")`)),
+    parse: (raw: unknown, f: string) =>
+      raw === undefined || raw === "on" ? true : raw === "off" ? false : fail(`${f} takes on or off (got "${raw}")`),
   },
-  "web-domain": { arg: "HOST", multiple: true, help: "Let the web tools reach only HOST (repeatable; default: any)", parse: list },
-  "web-max-uses": { arg: "N", help: "Web searches and fetches one Task run may make (default 20)", parse: wholeNumber(20) },
+  "web-domain": {
+    arg: "HOST",
+    multiple: true,
+    help: "Let the web tools reach only HOST (repeatable; default: any)",
+    parse: list,
+  },
+  "web-max-uses": {
+    arg: "N",
+    help: "Web searches and fetches one Task run may make (default 20)",
+    parse: wholeNumber(20),
+  },
   help: { short: "h", help: "Show this help", parse: flag },
   version: { short: "v", help: "Show the version", parse: flag },
 } satisfies Record<string, Spec<unknown>>;
@@ -120,7 +159,8 @@ export type ServerArgs = { [K in keyof Options]: ReturnType<Options[K]["parse"]>
 
 const specs = Object.entries(SERVER_OPTIONS) as [string, Spec<unknown>][];
 /** The option a command-line token names (`--name` or `-s`), if any. */
-const optionOf = (token: string) => specs.find(([name, s]) => token === `--${name}` || (s.short !== undefined && token === `-${s.short}`));
+const optionOf = (token: string) =>
+  specs.find(([name, s]) => token === `--${name}` || (s.short !== undefined && token === `-${s.short}`));
 
 /** Lets a value start with a dash (`--task-wait -5`), so that validation, not the parser, explains what is accepted. */
 function joinDashedValues(argv: string[]): string[] {
@@ -139,7 +179,10 @@ function joinDashedValues(argv: string[]): string[] {
 /** Parses and validates the server's arguments; throws UsageError naming the option and what it accepts. */
 export function parseServerArgs(argv: string[]): ServerArgs {
   const options = Object.fromEntries(
-    specs.map(([name, s]) => [name, { type: s.arg ? "string" : "boolean", ...(s.short && { short: s.short }), ...(s.multiple && { multiple: true }) }]),
+    specs.map(([name, s]) => [
+      name,
+      { type: s.arg ? "string" : "boolean", ...(s.short && { short: s.short }), ...(s.multiple && { multiple: true }) },
+    ]),
   ) as NonNullable<ParseArgsConfig["options"]>;
   let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
@@ -147,7 +190,9 @@ export function parseServerArgs(argv: string[]): ServerArgs {
   } catch (e) {
     throw new UsageError(`${(e as Error).message}\nRun with --help for usage.`);
   }
-  return Object.fromEntries(specs.map(([name, s]) => [name, s.parse(values[name] as never, `--${name}`)])) as ServerArgs;
+  return Object.fromEntries(
+    specs.map(([name, s]) => [name, s.parse(values[name] as never, `--${name}`)]),
+  ) as ServerArgs;
 }
 
 /** Wraps text to width, indenting continuation lines. */

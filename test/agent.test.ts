@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { compactConversation, continueConversation } from "../src/task/agent.js";
 import { estimateTokens, fitConversation, markOf } from "../src/task/context.js";
 import { remainingBudget } from "../src/task/delegation.js";
-import { type Message, type ModelBackend } from "../src/task/model.js";
+import type { Message, ModelBackend } from "../src/task/model.js";
 import { emptyUsage } from "../src/task/pricing.js";
 
 const toolTurn = (i: number, size: number): Message[] => [

@@ -18,7 +18,10 @@ const modes = hasSandbox ? (["os", "off"] as const) : (["off"] as const);
 async function server(args: string[] = [], env: Record<string, string> = {}): Promise<{ ws: string; c: Connection }> {
   const ws = await tempDir();
   const c = await connect(["--workspace", ws, ...args], { env });
-  cleanup.push(() => fs.rm(ws, { recursive: true, force: true }), () => c.close());
+  cleanup.push(
+    () => fs.rm(ws, { recursive: true, force: true }),
+    () => c.close(),
+  );
   return { ws, c };
 }
 
@@ -31,7 +34,12 @@ const bgId = async (c: Connection, command: string) => {
   return id;
 };
 /** Reads a background command until its accumulated output satisfies check (bounded by TaskOutput's own waits). */
-async function readUntil(c: Connection, id: string, check: (all: string, v: BackgroundView) => boolean, rounds = 20): Promise<{ all: string; last: BackgroundView }> {
+async function readUntil(
+  c: Connection,
+  id: string,
+  check: (all: string, v: BackgroundView) => boolean,
+  rounds = 20,
+): Promise<{ all: string; last: BackgroundView }> {
   let all = "";
   for (let i = 0; i < rounds; i++) {
     const v = view(await c.call("TaskOutput", { run_id: id, wait_seconds: 5 }));
@@ -66,7 +74,10 @@ describe.each(modes)("background commands (--sandbox %s)", (mode) => {
   test("TaskOutput returns the output incrementally, then the exit code", async () => {
     const { ws, c } = await server(["--sandbox", mode]);
     // The command waits on files the test creates: each step is released by an event, not a clock.
-    const id = await bgId(c, "echo first; until [ -e go1 ]; do sleep 0.05; done; echo second; until [ -e go2 ]; do sleep 0.05; done; echo third; exit 4");
+    const id = await bgId(
+      c,
+      "echo first; until [ -e go1 ]; do sleep 0.05; done; echo second; until [ -e go2 ]; do sleep 0.05; done; echo third; exit 4",
+    );
     const first = await readUntil(c, id, (out) => out.includes("first"));
     expect(first.all).toBe("first\n");
     expect(first.last.status).toBe("running");
@@ -102,10 +113,14 @@ describe("background commands: limits and bad input", () => {
   test("at most --max-background at once; TaskOutput without run_id lists them", async () => {
     const { c } = await server(["--sandbox", "off", "--max-background", "1"]);
     const id = await bgId(c, "sleep 300 # bgmax");
-    expect(fail(await c.call("Run", { command: "sleep 300", run_in_background: true }))).toMatch(/1 background commands are already running.*TaskStop/s);
+    expect(fail(await c.call("Run", { command: "sleep 300", run_in_background: true }))).toMatch(
+      /1 background commands are already running.*TaskStop/s,
+    );
     const list = await c.call("TaskOutput", {});
     expect(text(list)).toContain(`${id} [running] sleep 300 # bgmax`);
-    expect((list.structuredContent as { background: { run_id: string }[] }).background.map((b) => b.run_id)).toEqual([id]);
+    expect((list.structuredContent as { background: { run_id: string }[] }).background.map((b) => b.run_id)).toEqual([
+      id,
+    ]);
     ok(await c.call("TaskStop", { run_id: id }));
     const again = await bgId(c, "true");
     expect(again).not.toBe(id);
@@ -113,9 +128,14 @@ describe("background commands: limits and bad input", () => {
 
   test("starts at the same moment still respect --max-background", async () => {
     const { c } = await server(["--sandbox", "off", "--max-background", "2"]);
-    const results = await Promise.all([1, 2, 3, 4].map(() => c.call("Run", { command: "sleep 300", run_in_background: true })));
+    const results = await Promise.all(
+      [1, 2, 3, 4].map(() => c.call("Run", { command: "sleep 300", run_in_background: true })),
+    );
     expect(results.filter((r) => !r.isError)).toHaveLength(2);
-    expect(results.filter((r) => r.isError).map(text)).toEqual([expect.stringMatching(/already running/), expect.stringMatching(/already running/)]);
+    expect(results.filter((r) => r.isError).map(text)).toEqual([
+      expect.stringMatching(/already running/),
+      expect.stringMatching(/already running/),
+    ]);
   });
 
   test("a command is stopped after --background-timeout", async () => {
@@ -166,7 +186,10 @@ describe("background commands in a Task run", () => {
     ]);
     const url = await model.start();
     cleanup.push(() => model.stop());
-    const { c } = await server(["--sandbox", hasSandbox ? "os" : "off"], { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url });
+    const { c } = await server(["--sandbox", hasSandbox ? "os" : "off"], {
+      ANTHROPIC_API_KEY: "test-key",
+      ANTHROPIC_BASE_URL: url,
+    });
     // A background command started by the client, still running through the whole Task run.
     const outside = await bgId(c, "sleep 300");
     const r = await c.call("Task", { description: "dev server", prompt: "Start the server and call it." });
@@ -177,7 +200,12 @@ describe("background commands in a Task run", () => {
     expect(port).toMatch(/^\d+$/);
     expect(JSON.stringify(model.requests[3]!.messages.at(-1))).toContain("pong /agent");
     expect(await waitUntil(() => !processAlive(marker), 10_000)).toBe(true);
-    const list = (await c.call("TaskOutput", {})).structuredContent as { background: { run_id: string; status: string }[] };
-    expect(list.background).toEqual([expect.objectContaining({ run_id: outside, status: "running" }), expect.objectContaining({ run_id: bg, status: "killed" })]);
+    const list = (await c.call("TaskOutput", {})).structuredContent as {
+      background: { run_id: string; status: string }[];
+    };
+    expect(list.background).toEqual([
+      expect.objectContaining({ run_id: outside, status: "running" }),
+      expect.objectContaining({ run_id: bg, status: "killed" }),
+    ]);
   });
 });

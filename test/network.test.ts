@@ -11,16 +11,29 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { adaptCommandLine, NetworkJoinError, quote, SharedNetwork, unquote } from "../src/sandbox/netns.js";
 import { CLI, connect, ok, tempDir, type Connection } from "./helpers.js";
 
-const hasSandbox = process.platform === "linux" && spawnSync("bash", ["-c", "command -v bwrap && command -v socat && command -v nsenter"]).status === 0;
+const hasSandbox =
+  process.platform === "linux" &&
+  spawnSync("bash", ["-c", "command -v bwrap && command -v socat && command -v nsenter"]).status === 0;
 
 /** The command line the installed sandbox runtime builds for a command, with the network confined as the server confines it. */
-async function runtimeCommandLine(command: string, workdir: string): Promise<{ line: string; reset: () => Promise<void> }> {
+async function runtimeCommandLine(
+  command: string,
+  workdir: string,
+): Promise<{ line: string; reset: () => Promise<void> }> {
   const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
   const { rgPath } = await import("@vscode/ripgrep");
-  const config = { filesystem: { denyRead: [], allowWrite: [workdir], denyWrite: [] }, network: { allowedDomains: [], deniedDomains: [] }, ripgrep: { command: rgPath } };
+  const config = {
+    filesystem: { denyRead: [], allowWrite: [workdir], denyWrite: [] },
+    network: { allowedDomains: [], deniedDomains: [] },
+    ripgrep: { command: rgPath },
+  };
   await SandboxManager.initialize(config as unknown as Parameters<typeof SandboxManager.initialize>[0]);
   const line = await SandboxManager.wrapWithSandbox(command);
-  return { line, reset: async () => (SandboxManager.cleanupAfterCommand(), await SandboxManager.reset()) };
+  const reset = async () => {
+    SandboxManager.cleanupAfterCommand();
+    await SandboxManager.reset();
+  };
+  return { line, reset };
 }
 
 describe.runIf(hasSandbox)("the runtime's command line, adapted to the workspace network", () => {
@@ -109,34 +122,57 @@ describe.runIf(hasSandbox)("one network per workspace (--sandbox os)", () => {
 
 const asRoot = process.getuid?.() === 0 && spawnSync("id", ["nobody"]).status === 0;
 
-describe.runIf(hasSandbox && asRoot)("one network per workspace, server not root (the holder gets its own user namespace)", () => {
-  test("a background server answers the next command, and a service is reachable", async () => {
-    const ws = await tempDir();
-    await fs.chown(ws, 65534, 65534);
-    const client = new Client({ name: "test-client", version: "1.0.0" });
-    const transport = new StdioClientTransport({
-      command: "setpriv",
-      args: ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--", process.execPath, CLI, "--workspace", ws, "--sandbox", "os", "--service", "redis"],
-      env: { PATH: process.env.PATH!, HOME: ws },
-      stderr: "pipe",
-    });
-    transport.stderr?.on("data", () => undefined);
-    await client.connect(transport);
-    const call = (args: Record<string, unknown>) => client.callTool({ name: "Run", arguments: args }) as Promise<CallToolResult>;
-    try {
-      const started = await call({ command: `node -e 'const s = require("http").createServer((q, r) => r.end("pong")); s.on("error", (e) => { console.error(e.message); process.exit(1); }); s.listen(0, "127.0.0.1", () => console.log("port " + s.address().port))'`, run_in_background: true });
-      const id = (started.structuredContent as { run_id: string }).run_id;
-      let port = "";
-      for (let i = 0; i < 10 && !port; i++) {
-        const out = (await client.callTool({ name: "TaskOutput", arguments: { run_id: id, wait_seconds: 5 } })).structuredContent as { output: string };
-        port = /port (\d+)/.exec(out.output)?.[1] ?? "";
+describe.runIf(hasSandbox && asRoot)(
+  "one network per workspace, server not root (the holder gets its own user namespace)",
+  () => {
+    test("a background server answers the next command, and a service is reachable", async () => {
+      const ws = await tempDir();
+      await fs.chown(ws, 65534, 65534);
+      const client = new Client({ name: "test-client", version: "1.0.0" });
+      const transport = new StdioClientTransport({
+        command: "setpriv",
+        args: [
+          "--reuid=nobody",
+          "--regid=nogroup",
+          "--clear-groups",
+          "--",
+          process.execPath,
+          CLI,
+          "--workspace",
+          ws,
+          "--sandbox",
+          "os",
+          "--service",
+          "redis",
+        ],
+        env: { PATH: process.env.PATH!, HOME: ws },
+        stderr: "pipe",
+      });
+      transport.stderr?.on("data", () => undefined);
+      await client.connect(transport);
+      const call = (args: Record<string, unknown>) =>
+        client.callTool({ name: "Run", arguments: args }) as Promise<CallToolResult>;
+      try {
+        const started = await call({
+          command: `node -e 'const s = require("http").createServer((q, r) => r.end("pong")); s.on("error", (e) => { console.error(e.message); process.exit(1); }); s.listen(0, "127.0.0.1", () => console.log("port " + s.address().port))'`,
+          run_in_background: true,
+        });
+        const id = (started.structuredContent as { run_id: string }).run_id;
+        let port = "";
+        for (let i = 0; i < 10 && !port; i++) {
+          const out = (await client.callTool({ name: "TaskOutput", arguments: { run_id: id, wait_seconds: 5 } }))
+            .structuredContent as { output: string };
+          port = /port (\d+)/.exec(out.output)?.[1] ?? "";
+        }
+        const r = await call({
+          command: `id -u; curl -s 127.0.0.1:${port}; echo; redis-cli --no-auth-warning -u "$REDIS_URL" ping`,
+        });
+        expect((r.structuredContent as { output: string }).output).toBe("65534\npong\nPONG\n");
+      } finally {
+        await client.close();
+        await fs.rm(ws, { recursive: true, force: true });
+        await fs.rm(path.join(os.tmpdir(), "backend-developer-mcp-services-65534"), { recursive: true, force: true });
       }
-      const r = await call({ command: `id -u; curl -s 127.0.0.1:${port}; echo; redis-cli --no-auth-warning -u "$REDIS_URL" ping` });
-      expect((r.structuredContent as { output: string }).output).toBe("65534\npong\nPONG\n");
-    } finally {
-      await client.close();
-      await fs.rm(ws, { recursive: true, force: true });
-      await fs.rm(path.join(os.tmpdir(), "backend-developer-mcp-services-65534"), { recursive: true, force: true });
-    }
-  });
-});
+    });
+  },
+);

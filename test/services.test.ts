@@ -15,16 +15,31 @@ afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!().catch(() => undefined);
 });
 
-const has = (cmd: string) => spawnSync("bash", ["-c", `command -v ${cmd} || ls /usr/lib/postgresql/*/bin/${cmd}`], { stdio: "ignore" }).status === 0;
+const has = (cmd: string) =>
+  spawnSync("bash", ["-c", `command -v ${cmd} || ls /usr/lib/postgresql/*/bin/${cmd}`], { stdio: "ignore" }).status ===
+  0;
 const hasServices = has("initdb") && has("redis-server") && has("psql") && has("redis-cli");
 const hasSandbox = spawnSync("bash", ["-c", "command -v bwrap && command -v socat"]).status === 0;
 /** The folder the server keeps a workspace's service data in. */
-const dataDir = (ws: string) => path.join(os.tmpdir(), `backend-developer-mcp-services-${process.getuid!()}`, createHash("sha256").update(ws).digest("hex").slice(0, 16));
+const dataDir = (ws: string) =>
+  path.join(
+    os.tmpdir(),
+    `backend-developer-mcp-services-${process.getuid!()}`,
+    createHash("sha256").update(ws).digest("hex").slice(0, 16),
+  );
 
-async function server(args: string[], env: Record<string, string> = {}, ws?: string): Promise<{ ws: string; c: Connection }> {
+async function server(
+  args: string[],
+  env: Record<string, string> = {},
+  ws?: string,
+): Promise<{ ws: string; c: Connection }> {
   const dir = ws ?? (await tempDir());
   const c = await connect(["--workspace", dir, ...args], { env });
-  if (!ws) cleanup.push(() => fs.rm(dir, { recursive: true, force: true }), () => fs.rm(dataDir(dir), { recursive: true, force: true }));
+  if (!ws)
+    cleanup.push(
+      () => fs.rm(dir, { recursive: true, force: true }),
+      () => fs.rm(dataDir(dir), { recursive: true, force: true }),
+    );
   cleanup.push(() => c.close());
   return { ws: dir, c };
 }
@@ -32,29 +47,58 @@ async function server(args: string[], env: Record<string, string> = {}, ws?: str
 const output = (r: CallToolResult) => (r.structuredContent as { output: string }).output;
 
 describe.runIf(hasServices)("services", () => {
-  test.runIf(hasSandbox)("PostgreSQL and Redis, started by the server, used by sandboxed commands; data kept until --service-reset", async () => {
-    const { ws, c } = await server(["--sandbox", "os", "--service", "postgres", "--service", "redis"]);
-    const env = output(await c.call("Run", { command: "env | grep -E '^(DATABASE_URL|PG[A-Z]+|REDIS_URL)=' | sed 's/=.*//' | sort" }));
-    expect(env.trim().split("\n")).toEqual(["DATABASE_URL", "PGDATABASE", "PGHOST", "PGPASSWORD", "PGPORT", "PGUSER", "REDIS_URL"]);
-    const r = await c.call("Run", { command: `psql "$DATABASE_URL" -tA -c 'select 1' && redis-cli --no-auth-warning -u "$REDIS_URL" ping` });
-    expect((r.structuredContent as { exit_code: number }).exit_code).toBe(0);
-    expect(output(r)).toBe("1\nPONG\n");
-    // Reachable on the workspace's loopback only: the host's 127.0.0.1 has no such server.
-    expect(output(await c.call("Run", { command: `cat /proc/net/tcp | awk '$4=="0A" {print $2}' | grep -c ':1538\\|:18EB'` })).trim()).toBe("2");
-    ok(await c.call("Run", { command: `psql "$DATABASE_URL" -c 'create table notes (body text)' && psql -c "insert into notes values ('kept')"` }));
-    const pgMarker = path.join(dataDir(ws), "postgres", "data");
-    expect(processAlive(pgMarker)).toBe(true);
-    await c.close();
-    expect(await waitUntil(() => !processAlive(pgMarker), 15_000)).toBe(true);
+  test.runIf(hasSandbox)(
+    "PostgreSQL and Redis, started by the server, used by sandboxed commands; data kept until --service-reset",
+    async () => {
+      const { ws, c } = await server(["--sandbox", "os", "--service", "postgres", "--service", "redis"]);
+      const env = output(
+        await c.call("Run", { command: "env | grep -E '^(DATABASE_URL|PG[A-Z]+|REDIS_URL)=' | sed 's/=.*//' | sort" }),
+      );
+      expect(env.trim().split("\n")).toEqual([
+        "DATABASE_URL",
+        "PGDATABASE",
+        "PGHOST",
+        "PGPASSWORD",
+        "PGPORT",
+        "PGUSER",
+        "REDIS_URL",
+      ]);
+      const r = await c.call("Run", {
+        command: `psql "$DATABASE_URL" -tA -c 'select 1' && redis-cli --no-auth-warning -u "$REDIS_URL" ping`,
+      });
+      expect((r.structuredContent as { exit_code: number }).exit_code).toBe(0);
+      expect(output(r)).toBe("1\nPONG\n");
+      // Reachable on the workspace's loopback only: the host's 127.0.0.1 has no such server.
+      expect(
+        output(
+          await c.call("Run", { command: `cat /proc/net/tcp | awk '$4=="0A" {print $2}' | grep -c ':1538\\|:18EB'` }),
+        ).trim(),
+      ).toBe("2");
+      ok(
+        await c.call("Run", {
+          command: `psql "$DATABASE_URL" -c 'create table notes (body text)' && psql -c "insert into notes values ('kept')"`,
+        }),
+      );
+      const pgMarker = path.join(dataDir(ws), "postgres", "data");
+      expect(processAlive(pgMarker)).toBe(true);
+      await c.close();
+      expect(await waitUntil(() => !processAlive(pgMarker), 15_000)).toBe(true);
 
-    const again = await server(["--sandbox", "os", "--service", "postgres"], {}, ws);
-    expect(output(await again.c.call("Run", { command: `psql -tA -c 'select body from notes'` }))).toBe("kept\n");
-    await again.c.close();
-    expect(await waitUntil(() => !processAlive(pgMarker), 15_000)).toBe(true);
+      const again = await server(["--sandbox", "os", "--service", "postgres"], {}, ws);
+      expect(output(await again.c.call("Run", { command: `psql -tA -c 'select body from notes'` }))).toBe("kept\n");
+      await again.c.close();
+      expect(await waitUntil(() => !processAlive(pgMarker), 15_000)).toBe(true);
 
-    const reset = await server(["--sandbox", "os", "--service", "postgres", "--service-reset"], {}, ws);
-    expect(output(await reset.c.call("Run", { command: `psql -tA -c "select count(*) from pg_tables where tablename = 'notes'"` }))).toBe("0\n");
-  });
+      const reset = await server(["--sandbox", "os", "--service", "postgres", "--service-reset"], {}, ws);
+      expect(
+        output(
+          await reset.c.call("Run", {
+            command: `psql -tA -c "select count(*) from pg_tables where tablename = 'notes'"`,
+          }),
+        ),
+      ).toBe("0\n");
+    },
+  );
 
   // Services run outside bubblewrap: what commands can make them do must stay inside the database.
   test.runIf(hasSandbox)("commands cannot make a service run programs or touch files outside the sandbox", async () => {
@@ -76,13 +120,17 @@ describe.runIf(hasServices)("services", () => {
     }
     expect(await fs.stat(escaped).catch(() => undefined)).toBeUndefined();
     // What applications need still works: their own tables, and flushing their own cache.
-    const ok2 = await c.call("Run", { command: `psql -v ON_ERROR_STOP=1 -tA -c 'create table t (id int); insert into t values (1); select count(*) from t' && redis-cli --no-auth-warning -u "$REDIS_URL" FLUSHALL` });
+    const ok2 = await c.call("Run", {
+      command: `psql -v ON_ERROR_STOP=1 -tA -c 'create table t (id int); insert into t values (1); select count(*) from t' && redis-cli --no-auth-warning -u "$REDIS_URL" FLUSHALL`,
+    });
     expect(output(ok2)).toBe("CREATE TABLE\nINSERT 0 1\n1\nOK\n");
   });
 
   test("without the OS sandbox, services listen on a free port of the host's loopback", async () => {
     const { c } = await server(["--sandbox", "off", "--service", "redis"]);
-    const r = output(await c.call("Run", { command: `echo "$REDIS_URL"; redis-cli --no-auth-warning -u "$REDIS_URL" ping` }));
+    const r = output(
+      await c.call("Run", { command: `echo "$REDIS_URL"; redis-cli --no-auth-warning -u "$REDIS_URL" ping` }),
+    );
     expect(r).toMatch(/^redis:\/\/default:[0-9a-f]{32}@127\.0\.0\.1:\d+\/0\nPONG\n$/);
   });
 
@@ -94,16 +142,27 @@ describe.runIf(hasServices)("services", () => {
     const port = (holder.address() as net.AddressInfo).port;
     const { c } = await server(["--sandbox", "off", "--service", `redis:${port}`]);
     const message = fail(await c.call("Run", { command: "true" }));
-    expect(message).toMatch(new RegExp(`--service redis failed to start on 127.0.0.1:${port}.*Its log ends:.*(Address already in use|bind)`, "s"));
+    expect(message).toMatch(
+      new RegExp(
+        `--service redis failed to start on 127.0.0.1:${port}.*Its log ends:.*(Address already in use|bind)`,
+        "s",
+      ),
+    );
     expect(ok(await c.call("Glob", { pattern: "*" }))).toBeDefined();
   });
 
   test("a missing binary names the package to install", async () => {
     const bin = await tempDir("bin-");
     cleanup.push(() => fs.rm(bin, { recursive: true, force: true }));
-    for (const tool of ["bash", "setpriv"]) await fs.symlink(spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim(), path.join(bin, tool));
+    for (const tool of ["bash", "setpriv"])
+      await fs.symlink(
+        spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" }).stdout.trim(),
+        path.join(bin, tool),
+      );
     const { c } = await server(["--sandbox", "off", "--service", "redis"], { PATH: bin });
-    expect(fail(await c.call("Run", { command: "true" }))).toContain("redis-server was not found on PATH. Install it (Debian/Ubuntu: apt-get install redis-server)");
+    expect(fail(await c.call("Run", { command: "true" }))).toContain(
+      "redis-server was not found on PATH. Install it (Debian/Ubuntu: apt-get install redis-server)",
+    );
   });
 
   test("unknown service names and bad ports stop the server at start with a usage error", () => {
@@ -137,13 +196,26 @@ describe.runIf(hasServices)("services", () => {
       `  assert.match(reply, /\\+OK\\r\\n\\+PONG/);`,
       `});`,
     ].join("\n");
-    const model = new ScriptedModel([reply(use("Write", { file_path: "test/integration.test.mjs", content: integration })), reply(say("Added the integration test."))]);
+    const model = new ScriptedModel([
+      reply(use("Write", { file_path: "test/integration.test.mjs", content: integration })),
+      reply(say("Added the integration test.")),
+    ]);
     const url = await model.start();
     cleanup.push(() => model.stop());
     const ws = await tempDir();
-    cleanup.push(() => fs.rm(ws, { recursive: true, force: true }), () => fs.rm(dataDir(ws), { recursive: true, force: true }));
-    await fs.writeFile(path.join(ws, "package.json"), JSON.stringify({ name: "svc", private: true, scripts: { test: "node --test test/" } }));
-    const { c } = await server(["--sandbox", "os", "--service", "postgres", "--service", "redis"], { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url }, ws);
+    cleanup.push(
+      () => fs.rm(ws, { recursive: true, force: true }),
+      () => fs.rm(dataDir(ws), { recursive: true, force: true }),
+    );
+    await fs.writeFile(
+      path.join(ws, "package.json"),
+      JSON.stringify({ name: "svc", private: true, scripts: { test: "node --test test/" } }),
+    );
+    const { c } = await server(
+      ["--sandbox", "os", "--service", "postgres", "--service", "redis"],
+      { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url },
+      ws,
+    );
     const r = await c.call("Task", { description: "integration test", prompt: "Add an integration test." });
     const report = r.structuredContent as unknown as TaskReport;
     expect(report.status, text(r)).toBe("completed");

@@ -6,7 +6,15 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/testing/demo.js";
-import { overloaded, reply, say, ScriptedModel, use, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
+import {
+  overloaded,
+  reply,
+  say,
+  ScriptedModel,
+  use,
+  type MessagesRequest,
+  type Step,
+} from "../src/testing/scripted-model.js";
 import type { TaskReport } from "../src/task/records.js";
 import { stateDirFor } from "../src/task/store.js";
 import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
@@ -24,27 +32,46 @@ async function withModel(steps: Step[], workspace?: string, extraArgs: string[] 
   const model = new ScriptedModel(steps);
   const url = await model.start();
   const ws = workspace ?? (await demoWorkspace());
-  const conn = await connect(["--workspace", ws, ...extraArgs], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url, BACKEND_AGENT_MAX_RETRIES: "3", XDG_STATE_HOME: STATE_HOME } });
-  cleanup.push(() => model.stop(), () => conn.close(), () => fs.rm(ws, { recursive: true, force: true }));
+  const conn = await connect(["--workspace", ws, ...extraArgs], {
+    env: {
+      ANTHROPIC_API_KEY: "test-key",
+      ANTHROPIC_BASE_URL: url,
+      BACKEND_AGENT_MAX_RETRIES: "3",
+      XDG_STATE_HOME: STATE_HOME,
+    },
+  });
+  cleanup.push(
+    () => model.stop(),
+    () => conn.close(),
+    () => fs.rm(ws, { recursive: true, force: true }),
+  );
   return { model, ws, conn };
 }
 
-const task = (conn: Connection, args: Record<string, unknown> = {}) => conn.call("Task", { description: "test task", prompt: "Do the task.", ...args });
+const task = (conn: Connection, args: Record<string, unknown> = {}) =>
+  conn.call("Task", { description: "test task", prompt: "Do the task.", ...args });
 const report = (r: CallToolResult) => r.structuredContent as unknown as TaskReport;
-const lastUserBlocks = (req: MessagesRequest) => req.messages.at(-1)!.content as { type: string; content?: { text: string }[]; is_error?: boolean; text?: string }[];
+const lastUserBlocks = (req: MessagesRequest) =>
+  req.messages.at(-1)!.content as { type: string; content?: { text: string }[]; is_error?: boolean; text?: string }[];
 const git = (ws: string, ...args: string[]) => execFileSync("git", ["-C", ws, ...args], { encoding: "utf8" }).trim();
 
 describe("Task with the Anthropic API (scripted over real HTTP)", () => {
   test("a multi-turn task writes files, runs tests, and is verified by the server", async () => {
     const { model, ws, conn } = await withModel(demoSteps());
     const messages: string[] = [];
-    const r = (await conn.client.callTool({ name: "Task", arguments: { description: "users endpoint", prompt: "Add GET /users." } }, undefined, { onprogress: (p) => messages.push(p.message ?? "") })) as CallToolResult;
+    const r = (await conn.client.callTool(
+      { name: "Task", arguments: { description: "users endpoint", prompt: "Add GET /users." } },
+      undefined,
+      { onprogress: (p) => messages.push(p.message ?? "") },
+    )) as CallToolResult;
     const rep = report(r);
     expect(rep.status).toBe("completed");
     expect(rep.turns).toBe(5);
     expect(rep.files_changed.map((f) => f.path).sort()).toEqual(["src/users.js", "test/users.test.js"]);
     expect(rep.files_changed.every((f) => f.status === "added" && f.insertions > 0)).toBe(true);
-    expect(rep.verification?.checks.map((c) => [c.name, c.command, c.project, c.result])).toEqual([["test", "npm test", ".", "passed"]]);
+    expect(rep.verification?.checks.map((c) => [c.name, c.command, c.project, c.result])).toEqual([
+      ["test", "npm test", ".", "passed"],
+    ]);
     expect(rep.verification?.outcome).toBe("passed");
     expect(rep.usage.input_tokens).toBeGreaterThan(0);
     expect(rep.usage.cache_read_input_tokens).toBeGreaterThan(0);
@@ -56,8 +83,17 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     expect(runResult.content![0]!.text).toMatch(/# pass 3/);
     // The transcript and report are on disk in the server's state folder; the workspace gets no .git and no records.
     expect(rep.transcript).toBe(path.join(stateDir(ws), "runs", rep.run_id, "transcript.jsonl"));
-    const transcript = (await fs.readFile(rep.transcript, "utf8")).trim().split("\n").map((l) => JSON.parse(l));
-    expect(transcript.filter((e) => e.type === "tool").map((e) => e.name)).toEqual(["Glob", "Read", "Write", "Write", "Run"]);
+    const transcript = (await fs.readFile(rep.transcript, "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    expect(transcript.filter((e) => e.type === "tool").map((e) => e.name)).toEqual([
+      "Glob",
+      "Read",
+      "Write",
+      "Write",
+      "Run",
+    ]);
     expect(transcript.at(-1).type).toBe("report");
     expect(existsSync(path.join(ws, ".git"))).toBe(false);
     expect(existsSync(path.join(ws, ".backend-agent"))).toBe(false);
@@ -71,9 +107,27 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
       expect(req.tools?.at(-1)?.cache_control).toEqual({ type: "ephemeral" });
       const last = req.messages.at(-1)!.content as { cache_control?: unknown }[];
       expect(last.at(-1)?.cache_control).toEqual({ type: "ephemeral" });
-      expect(req.messages.slice(0, -1).flatMap((m) => (Array.isArray(m.content) ? m.content : [])).some((b) => "cache_control" in b)).toBe(false);
+      expect(
+        req.messages
+          .slice(0, -1)
+          .flatMap((m) => (Array.isArray(m.content) ? m.content : []))
+          .some((b) => "cache_control" in b),
+      ).toBe(false);
     }
-    expect(model.requests[0]!.tools!.map((t) => t.name)).toEqual(["web_search", "web_fetch", "Read", "Write", "Edit", "Grep", "Glob", "Run", "TaskOutput", "TaskStop", "AskUserQuestion", "Task"]);
+    expect(model.requests[0]!.tools!.map((t) => t.name)).toEqual([
+      "web_search",
+      "web_fetch",
+      "Read",
+      "Write",
+      "Edit",
+      "Grep",
+      "Glob",
+      "Run",
+      "TaskOutput",
+      "TaskStop",
+      "AskUserQuestion",
+      "Task",
+    ]);
     expect(model.requests[0]!.system![0]!.text).toContain("backend");
   });
 
@@ -100,7 +154,12 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
 
   test("the model fixing the failure in a fix round ends completed", async () => {
     const { conn } = await withModel([
-      reply(use("Write", { file_path: "test/math.test.js", content: `import { test } from "node:test";\nimport assert from "node:assert/strict";\ntest("adds", () => assert.equal(1 + 1, 3));\n` })),
+      reply(
+        use("Write", {
+          file_path: "test/math.test.js",
+          content: `import { test } from "node:test";\nimport assert from "node:assert/strict";\ntest("adds", () => assert.equal(1 + 1, 3));\n`,
+        }),
+      ),
       reply(say("Done.")),
       reply(use("Edit", { file_path: "test/math.test.js", old_string: "1 + 1, 3", new_string: "1 + 1, 2" })),
       reply(say("Fixed the assertion.")),
@@ -112,8 +171,22 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
 
   test("TypeScript errors in changed files fail verification (ts-morph over the tsconfig program)", async () => {
     const ws = await tempDir();
-    await fs.writeFile(path.join(ws, "tsconfig.json"), JSON.stringify({ compilerOptions: { strict: true, noEmit: true, target: "ES2022", module: "NodeNext" }, include: ["src"] }));
-    const { conn } = await withModel([reply(use("Write", { file_path: "src/a.ts", content: "export const n: number = 'text';\n" })), reply(say("Done.")), reply(say("Done.")), reply(say("Done."))], ws);
+    await fs.writeFile(
+      path.join(ws, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: { strict: true, noEmit: true, target: "ES2022", module: "NodeNext" },
+        include: ["src"],
+      }),
+    );
+    const { conn } = await withModel(
+      [
+        reply(use("Write", { file_path: "src/a.ts", content: "export const n: number = 'text';\n" })),
+        reply(say("Done.")),
+        reply(say("Done.")),
+        reply(say("Done.")),
+      ],
+      ws,
+    );
     const rep = report(await task(conn));
     expect(rep.status).toBe("verification_failed");
     const ts = rep.verification!.checks.find((c) => c.name === "tsc")!;
@@ -139,7 +212,11 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
   });
 
   test("a malformed tool call goes back to the model as a tool error and the loop continues", async () => {
-    const { model, conn } = await withModel([reply(use("Read", { path: "package.json" })), reply(use("Read", { file_path: "package.json" })), reply(say("Read it."))]);
+    const { model, conn } = await withModel([
+      reply(use("Read", { path: "package.json" })),
+      reply(use("Read", { file_path: "package.json" })),
+      reply(say("Read it.")),
+    ]);
     const rep = report(await task(conn));
     expect(rep.status).toBe("completed");
     const toolError = lastUserBlocks(model.requests[1]!)[0]!;
@@ -149,7 +226,11 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
   });
 
   test("max_turns stops the loop with status max_turns", async () => {
-    const { model, conn } = await withModel([reply(use("Glob", { pattern: "*" })), reply(use("Glob", { pattern: "*" })), reply(use("Glob", { pattern: "*" }))]);
+    const { model, conn } = await withModel([
+      reply(use("Glob", { pattern: "*" })),
+      reply(use("Glob", { pattern: "*" })),
+      reply(use("Glob", { pattern: "*" })),
+    ]);
     const rep = report(await task(conn, { max_turns: 2 }));
     expect(rep.status).toBe("max_turns");
     expect(rep.turns).toBe(2);
@@ -158,9 +239,16 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
 
   test("a client cancel during Run ends the run as cancelled, with no process left and the report on disk", async () => {
     const marker = `305.${process.pid}1`;
-    const { ws, conn } = await withModel([reply(use("Write", { file_path: "notes.txt", content: "x\n" })), reply(use("Run", { command: `sleep ${marker}` }))]);
+    const { ws, conn } = await withModel([
+      reply(use("Write", { file_path: "notes.txt", content: "x\n" })),
+      reply(use("Run", { command: `sleep ${marker}` })),
+    ]);
     const abort = new AbortController();
-    const call = conn.client.callTool({ name: "Task", arguments: { description: "cancel me", prompt: "Work." } }, undefined, { signal: abort.signal });
+    const call = conn.client.callTool(
+      { name: "Task", arguments: { description: "cancel me", prompt: "Work." } },
+      undefined,
+      { signal: abort.signal },
+    );
     const alive = () => processAlive(marker);
     expect(await waitUntil(alive, 10_000)).toBe(true);
     abort.abort();
@@ -168,7 +256,9 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     let rep: TaskReport | undefined;
     const readReport = async () => {
       const runs = await fs.readdir(path.join(stateDir(ws), "runs")).catch(() => []);
-      rep = await fs.readFile(path.join(stateDir(ws), "runs", runs[0] ?? "-", "report.json"), "utf8").then(JSON.parse, () => undefined);
+      rep = await fs
+        .readFile(path.join(stateDir(ws), "runs", runs[0] ?? "-", "report.json"), "utf8")
+        .then(JSON.parse, () => undefined);
       return rep !== undefined;
     };
     await waitUntil(readReport, 10_000);
@@ -180,8 +270,14 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
   test("a workspace agent with a restricted tools list cannot call Run", async () => {
     const ws = await demoWorkspace();
     await fs.mkdir(path.join(ws, ".claude", "agents"), { recursive: true });
-    await fs.writeFile(path.join(ws, ".claude", "agents", "db-reviewer.md"), "---\nname: db-reviewer\ndescription: Reviews schemas\ntools: Read, Grep\nmodel: haiku\n---\nYou review database schemas.\n");
-    const { model, conn } = await withModel([reply(use("Run", { command: "touch ran.txt" })), reply(say("Could not run."))], ws);
+    await fs.writeFile(
+      path.join(ws, ".claude", "agents", "db-reviewer.md"),
+      "---\nname: db-reviewer\ndescription: Reviews schemas\ntools: Read, Grep\nmodel: haiku\n---\nYou review database schemas.\n",
+    );
+    const { model, conn } = await withModel(
+      [reply(use("Run", { command: "touch ran.txt" })), reply(say("Could not run."))],
+      ws,
+    );
     const rep = report(await task(conn, { subagent_type: "db-reviewer" }));
     expect(rep.agent).toBe("db-reviewer");
     expect(rep.model).toBe("claude-haiku-5-5");
@@ -210,14 +306,24 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
     await fs.writeFile(path.join(ws, "wip.txt"), "uncommitted work\n");
     git(ws, "add", "wip.txt");
     const repoState = () => ({
-      head: git(ws, "rev-parse", "HEAD"), index: git(ws, "diff", "--cached", "--name-only"), stash: git(ws, "stash", "list"), branch: git(ws, "branch", "--show-current"),
-      refs: git(ws, "for-each-ref"), exclude: execFileSync("cat", [path.join(ws, ".git", "info", "exclude")], { encoding: "utf8" }),
+      head: git(ws, "rev-parse", "HEAD"),
+      index: git(ws, "diff", "--cached", "--name-only"),
+      stash: git(ws, "stash", "list"),
+      branch: git(ws, "branch", "--show-current"),
+      refs: git(ws, "for-each-ref"),
+      exclude: execFileSync("cat", [path.join(ws, ".git", "info", "exclude")], { encoding: "utf8" }),
     });
     const before = repoState();
     const { conn } = await withModel(
       [
         reply(use("Read", { file_path: "keep.txt" }), use("Read", { file_path: "wip.txt" })),
-        reply(use("Edit", { file_path: "keep.txt", old_string: "original", new_string: "changed" }), use("Write", { file_path: "wip.txt", content: "overwritten\n" }), use("Write", { file_path: "src/new.js", content: "export {};\n" }), use("Write", { file_path: "café ü's.txt", content: "accents\n" }), use("Run", { command: "rm gone.txt" })),
+        reply(
+          use("Edit", { file_path: "keep.txt", old_string: "original", new_string: "changed" }),
+          use("Write", { file_path: "wip.txt", content: "overwritten\n" }),
+          use("Write", { file_path: "src/new.js", content: "export {};\n" }),
+          use("Write", { file_path: "café ü's.txt", content: "accents\n" }),
+          use("Run", { command: "rm gone.txt" }),
+        ),
         reply(say("Changed things.")),
       ],
       ws,
@@ -231,7 +337,11 @@ describe("Task with the Anthropic API (scripted over real HTTP)", () => {
       { path: "wip.txt", status: "modified", insertions: 1, deletions: 1 },
     ]);
     expect(rep.checkpoint).toMatch(/^[0-9a-f]{40}$/);
-    expect(execFileSync("git", [`--git-dir=${path.join(stateDir(ws), "git")}`, "cat-file", "-t", rep.checkpoint!], { encoding: "utf8" }).trim()).toBe("commit");
+    expect(
+      execFileSync("git", [`--git-dir=${path.join(stateDir(ws), "git")}`, "cat-file", "-t", rep.checkpoint!], {
+        encoding: "utf8",
+      }).trim(),
+    ).toBe("commit");
     expect(() => git(ws, "cat-file", "-e", rep.checkpoint!)).toThrow();
     expect(repoState()).toEqual(before);
     // Work done after the run, in a file the run did not touch, survives the revert.
@@ -259,14 +369,30 @@ describe("Task without an API key", () => {
 
   test("MCP sampling with tools: the client's model does the work", async () => {
     const ws = await demoWorkspace();
-    const client = new Client({ name: "sampling-client", version: "1.0.0" }, { capabilities: { sampling: { tools: {} } } });
+    const client = new Client(
+      { name: "sampling-client", version: "1.0.0" },
+      { capabilities: { sampling: { tools: {} } } },
+    );
     const seen: unknown[] = [];
     let turn = 0;
     client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
       seen.push(req.params);
       turn++;
-      if (turn === 1) return { model: "client-model", role: "assistant", stopReason: "toolUse", content: [{ type: "tool_use", id: "call_1", name: "Write", input: { file_path: "hello.txt", content: "hi\n" } }] };
-      return { model: "client-model", role: "assistant", stopReason: "endTurn", content: { type: "text", text: "Wrote hello.txt." } };
+      if (turn === 1)
+        return {
+          model: "client-model",
+          role: "assistant",
+          stopReason: "toolUse",
+          content: [
+            { type: "tool_use", id: "call_1", name: "Write", input: { file_path: "hello.txt", content: "hi\n" } },
+          ],
+        };
+      return {
+        model: "client-model",
+        role: "assistant",
+        stopReason: "endTurn",
+        content: { type: "text", text: "Wrote hello.txt." },
+      };
     });
     const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "" }, client });
     cleanup.push(() => conn.close());
@@ -274,7 +400,10 @@ describe("Task without an API key", () => {
     expect(rep.status).toBe("completed");
     expect(rep.summary).toBe("Wrote hello.txt.");
     expect(await fs.readFile(path.join(ws, "hello.txt"), "utf8")).toBe("hi\n");
-    const second = seen[1] as { messages: { role: string; content: { type: string; toolUseId?: string }[] }[]; tools: { name: string }[] };
+    const second = seen[1] as {
+      messages: { role: string; content: { type: string; toolUseId?: string }[] }[];
+      tools: { name: string }[];
+    };
     expect(second.tools.map((t) => t.name)).toContain("Run");
     expect(second.messages.at(-1)!.content[0]).toMatchObject({ type: "tool_result", toolUseId: "call_1" });
   });
@@ -286,10 +415,23 @@ describe("prompts", () => {
     const conn = await connect(["--workspace", ws]);
     cleanup.push(() => conn.close());
     const { prompts } = await conn.client.listPrompts();
-    expect(prompts.map((p) => p.name).sort()).toEqual(["backend-developer", "be-api", "be-auth", "be-docker", "be-migrate", "be-model", "be-service", "be-test", "be-validate"]);
+    expect(prompts.map((p) => p.name).sort()).toEqual([
+      "backend-developer",
+      "be-api",
+      "be-auth",
+      "be-docker",
+      "be-migrate",
+      "be-model",
+      "be-service",
+      "be-test",
+      "be-validate",
+    ]);
     const api = prompts.find((p) => p.name === "be-api")!;
     expect(api.arguments?.find((a) => a.name === "resource")?.required).toBe(true);
-    const rendered = await conn.client.getPrompt({ name: "be-api", arguments: { resource: "invoices", operations: "list, create" } });
+    const rendered = await conn.client.getPrompt({
+      name: "be-api",
+      arguments: { resource: "invoices", operations: "list, create" },
+    });
     const body = (rendered.messages[0]!.content as { text: string }).text;
     expect(body).toContain("invoices");
     expect(body).toContain("list, create");

@@ -21,7 +21,9 @@ const readJson = (file) => {
 if (readJson(path.join(clone, "package.json"))?.name === NAME) {
   const cli = path.join(clone, "dist", "cli.js");
   if (!existsSync(cli)) {
-    process.stderr.write(`${NAME}: the server is not built in ${clone}. Run \`npm ci && npm run build\` there, then restart Claude Code.\n`);
+    process.stderr.write(
+      `${NAME}: the server is not built in ${clone}. Run \`npm ci && npm run build\` there, then restart Claude Code.\n`,
+    );
     process.exit(1);
   }
   await import(pathToFileURL(cli).href);

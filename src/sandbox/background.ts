@@ -35,11 +35,15 @@ type StopReason = "TaskStop" | "lifetime" | "task ended" | "server exit";
 export const backgroundView = z.object({
   run_id: z.string(),
   kind: z.literal("background_command"),
-  status: z.enum(["running", "exited", "killed"]).describe("running; exited (by itself: see exit_code); killed (see stop_reason)"),
+  status: z
+    .enum(["running", "exited", "killed"])
+    .describe("running; exited (by itself: see exit_code); killed (see stop_reason)"),
   message: z.string().describe("What the status means and what to do next"),
   command: z.string(),
   description: z.string().optional(),
-  output: z.string().describe("Output printed since the previous TaskOutput of this command, ANSI stripped, at most 30,000 characters"),
+  output: z
+    .string()
+    .describe("Output printed since the previous TaskOutput of this command, ANSI stripped, at most 30,000 characters"),
   omitted_chars: z.number().describe("Characters of that new output left out in the middle"),
   total_bytes: z.number().describe("Bytes of output since the command started"),
   exit_code: z.number().nullable(),
@@ -50,7 +54,15 @@ export const backgroundView = z.object({
 });
 export type BackgroundView = z.infer<typeof backgroundView>;
 
-export const backgroundSummary = backgroundView.pick({ run_id: true, status: true, command: true, description: true, exit_code: true, started_at: true, total_bytes: true });
+export const backgroundSummary = backgroundView.pick({
+  run_id: true,
+  status: true,
+  command: true,
+  description: true,
+  exit_code: true,
+  started_at: true,
+  total_bytes: true,
+});
 export type BackgroundSummary = z.infer<typeof backgroundSummary>;
 
 interface Command {
@@ -99,7 +111,9 @@ export class BackgroundCommands {
     if (this.closing) throw new ToolError("The server is shutting down; no background command was started.");
     if (this.running.length + this.starting >= this.config.maxCount) {
       const list = this.running.map((c) => `${c.id} (${c.command.slice(0, 60)})`).join(", ");
-      throw new ToolError(`${this.config.maxCount} background commands are already running (the limit, --max-background): ${list}. Stop one with TaskStop {run_id}, then start this one again.`);
+      throw new ToolError(
+        `${this.config.maxCount} background commands are already running (the limit, --max-background): ${list}. Stop one with TaskStop {run_id}, then start this one again.`,
+      );
     }
     this.starting++;
     try {
@@ -112,23 +126,47 @@ export class BackgroundCommands {
   private async launch(command: string, description: string | undefined, ctx: ToolContext): Promise<ToolOutput> {
     const id = `${BACKGROUND_PREFIX}${randomBytes(4).toString("hex")}`;
     const root = ctx.ws.root;
-    const env = { ...commandEnv(process.env, this.config.allowEnv, this.config.sandbox.tmpdir), ...((await this.config.serviceEnv?.(root)) ?? {}) };
+    const env = {
+      ...commandEnv(process.env, this.config.allowEnv, this.config.sandbox.tmpdir),
+      ...((await this.config.serviceEnv?.(root)) ?? {}),
+    };
     // The id in a comment marks every process of the command, for the sweep in stop().
-    const wrapped = await this.config.sandbox.wrap(`exec 2>&1 # ${tokenOf(id)}\n${command}`, id, root).catch((e: Error) => {
-      this.config.sandbox.done();
-      throw e;
-    });
+    const wrapped = await this.config.sandbox
+      .wrap(`exec 2>&1 # ${tokenOf(id)}\n${command}`, id, root)
+      .catch((e: Error) => {
+        this.config.sandbox.done();
+        throw e;
+      });
     const { execa } = await import("execa");
-    const child = execa("bash", ["-c", wrapped], { cwd: root, env, extendEnv: false, detached: true, stdin: "ignore", stderr: "inherit", buffer: false, reject: false });
+    const child = execa("bash", ["-c", wrapped], {
+      cwd: root,
+      env,
+      extendEnv: false,
+      detached: true,
+      stdin: "ignore",
+      stderr: "inherit",
+      buffer: false,
+      reject: false,
+    });
     if (!child.pid) {
       this.config.sandbox.done();
       const failure = await child;
       throw new ToolError(`The background command could not be started: ${failure.message}`);
     }
     const c: Command = {
-      id, command, description, startedAt: new Date(), pgid: child.pid, unread: new BoundedOutput(), total: 0, wake: new Set(),
+      id,
+      command,
+      description,
+      startedAt: new Date(),
+      pgid: child.pid,
+      unread: new BoundedOutput(),
+      total: 0,
+      wake: new Set(),
       ended: Promise.resolve(),
-      lifetime: setTimeout(() => this.stop(c, "lifetime").catch((e: Error) => process.stderr.write(`${e.message}\n`)), this.config.maxLifetimeMs),
+      lifetime: setTimeout(
+        () => this.stop(c, "lifetime").catch((e: Error) => process.stderr.write(`${e.message}\n`)),
+        this.config.maxLifetimeMs,
+      ),
       owner: this.taskRuns.has(ctx.signal) ? ctx.signal : undefined,
     };
     c.lifetime.unref();
@@ -158,7 +196,17 @@ export class BackgroundCommands {
     ].join(" ");
     return {
       text,
-      structured: { output: "", exit_code: null, signal: null, timed_out: false, cancelled: false, duration_ms: 0, omitted_chars: 0, sandboxed: this.config.sandbox.active, run_id: id },
+      structured: {
+        output: "",
+        exit_code: null,
+        signal: null,
+        timed_out: false,
+        cancelled: false,
+        duration_ms: 0,
+        omitted_chars: 0,
+        sandboxed: this.config.sandbox.active,
+        run_id: id,
+      },
     };
   }
 
@@ -182,11 +230,17 @@ export class BackgroundCommands {
       await Promise.race([c.ended, new Promise((r) => setTimeout(r, KILL_GRACE_MS).unref())]);
       killGroup(c.pgid, "SIGKILL");
       signalAll([...first, ...(await processesWithToken(token))], "SIGKILL");
-      const ended = await Promise.race([c.ended.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), STOP_WAIT_MS).unref())]);
+      const ended = await Promise.race([
+        c.ended.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), STOP_WAIT_MS).unref()),
+      ]);
       // One more sweep once the group is gone: nothing carrying the token may survive.
       signalAll(await processesWithToken(token), "SIGKILL");
       const gone = ended && (await waitGone([...first, ...(await processesWithToken(token))], STOP_WAIT_MS));
-      if (!gone) throw new ToolError(`${c.id} did not end within ${STOP_WAIT_MS / 1000} s of SIGKILL (process group ${c.pgid}); it may be stuck in the kernel.`);
+      if (!gone)
+        throw new ToolError(
+          `${c.id} did not end within ${STOP_WAIT_MS / 1000} s of SIGKILL (process group ${c.pgid}); it may be stuck in the kernel.`,
+        );
     }
     await c.ended;
   }
@@ -202,8 +256,13 @@ export class BackgroundCommands {
     return [...this.commands.values()]
       .filter((c) => !owner || c.owner === owner)
       .map((c) => ({
-        run_id: c.id, status: status(c), command: c.command, ...(c.description && { description: c.description }),
-        exit_code: c.exit?.code ?? null, started_at: c.startedAt.toISOString(), total_bytes: c.total,
+        run_id: c.id,
+        status: status(c),
+        command: c.command,
+        ...(c.description && { description: c.description }),
+        exit_code: c.exit?.code ?? null,
+        started_at: c.startedAt.toISOString(),
+        total_bytes: c.total,
       }));
   }
 
@@ -214,14 +273,23 @@ export class BackgroundCommands {
   }
 
   private async stopWhere(match: (c: Command) => boolean, reason: StopReason): Promise<void> {
-    await Promise.all(this.running.filter(match).map((c) => this.stop(c, reason).catch((e: Error) => process.stderr.write(`${e.message}\n`))));
+    await Promise.all(
+      this.running
+        .filter(match)
+        .map((c) => this.stop(c, reason).catch((e: Error) => process.stderr.write(`${e.message}\n`))),
+    );
   }
 
   private find(id: string, owner?: AbortSignal): Command {
     const c = this.commands.get(id);
     if (!c || (owner && c.owner !== owner)) {
-      const known = this.list(owner).map((k) => k.run_id).join(", ") || "none";
-      throw new ToolError(`No background command ${id}${owner ? " started by this run" : ""} (known: ${known}). Background commands are kept in memory only, so a server restart forgets them.`);
+      const known =
+        this.list(owner)
+          .map((k) => k.run_id)
+          .join(", ") || "none";
+      throw new ToolError(
+        `No background command ${id}${owner ? " started by this run" : ""} (known: ${known}). Background commands are kept in memory only, so a server restart forgets them.`,
+      );
     }
     return c;
   }
@@ -244,9 +312,20 @@ export class BackgroundCommands {
     const { output, omitted } = c.unread.total ? c.unread.render() : { output: "", omitted: 0 };
     c.unread = new BoundedOutput();
     const view: BackgroundView = {
-      run_id: c.id, kind: "background_command", status: status(c), message: "", command: c.command, ...(c.description && { description: c.description }),
-      output, omitted_chars: omitted, total_bytes: c.total, exit_code: c.exit?.code ?? null, signal: c.exit?.signal ?? null,
-      ...(c.stopReason && c.exit && { stop_reason: c.stopReason }), started_at: c.startedAt.toISOString(), duration_ms: (c.exit?.at ?? Date.now()) - c.startedAt.getTime(),
+      run_id: c.id,
+      kind: "background_command",
+      status: status(c),
+      message: "",
+      command: c.command,
+      ...(c.description && { description: c.description }),
+      output,
+      omitted_chars: omitted,
+      total_bytes: c.total,
+      exit_code: c.exit?.code ?? null,
+      signal: c.exit?.signal ?? null,
+      ...(c.stopReason && c.exit && { stop_reason: c.stopReason }),
+      started_at: c.startedAt.toISOString(),
+      duration_ms: (c.exit?.at ?? Date.now()) - c.startedAt.getTime(),
     };
     view.message = describe(view);
     return view;
@@ -264,8 +343,10 @@ const status = (c: Command): BackgroundView["status"] => (!c.exit ? "running" : 
 
 function describe(v: BackgroundView): string {
   const seconds = `${(v.duration_ms / 1000).toFixed(1)} s`;
-  if (v.status === "running") return `Background command ${v.run_id} is running (${seconds}). Call TaskOutput {run_id: "${v.run_id}"} again for new output; TaskStop stops it.`;
-  if (v.status === "killed") return `Background command ${v.run_id} was stopped (${v.stop_reason}) after ${seconds}; its process tree is gone.`;
+  if (v.status === "running")
+    return `Background command ${v.run_id} is running (${seconds}). Call TaskOutput {run_id: "${v.run_id}"} again for new output; TaskStop stops it.`;
+  if (v.status === "killed")
+    return `Background command ${v.run_id} was stopped (${v.stop_reason}) after ${seconds}; its process tree is gone.`;
   return `Background command ${v.run_id} exited with ${v.signal ? `signal ${v.signal}` : `code ${v.exit_code}`} after ${seconds}.`;
 }
 
@@ -284,12 +365,21 @@ export function backgroundToolsForAgents(background: BackgroundCommands): Tool[]
     annotations: { readOnlyHint: true, openWorldHint: false },
     input: z.object({
       run_id: z.string().optional().describe("The background command (bg-…) to read; omit to list yours"),
-      wait_seconds: z.number().min(0).max(45).default(10).describe("Seconds to wait for new output or the end when there is none yet (default 10, at most 45)"),
+      wait_seconds: z
+        .number()
+        .min(0)
+        .max(45)
+        .default(10)
+        .describe("Seconds to wait for new output or the end when there is none yet (default 10, at most 45)"),
     }),
     async handle({ run_id, wait_seconds }, ctx) {
       if (!run_id) {
         const list = background.list(ctx.signal);
-        return { text: list.map((c) => `- ${c.run_id} [${c.status}] ${c.command}`).join("\n") || "No background commands started by this run." };
+        return {
+          text:
+            list.map((c) => `- ${c.run_id} [${c.status}] ${c.command}`).join("\n") ||
+            "No background commands started by this run.",
+        };
       }
       return background.output(run_id, wait_seconds * 1000, ctx.signal, ctx.signal);
     },

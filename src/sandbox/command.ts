@@ -14,7 +14,30 @@ const HEARTBEAT_MS = 5_000;
 const MAX_SWEEPS = 100;
 
 /** Variables a command may see by default; anything else must be named with --allow-env. */
-const ENV_ALLOWLIST = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "NODE_ENV", "CI", "NVM_DIR", "NODE_OPTIONS", "NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "JAVA_HOME", "GOPATH", "GOROOT", "CARGO_HOME", "RUSTUP_HOME", "PYENV_ROOT", "VIRTUAL_ENV"];
+const ENV_ALLOWLIST = [
+  "PATH",
+  "HOME",
+  "USER",
+  "LOGNAME",
+  "SHELL",
+  "LANG",
+  "LANGUAGE",
+  "TERM",
+  "TZ",
+  "NODE_ENV",
+  "CI",
+  "NVM_DIR",
+  "NODE_OPTIONS",
+  "NODE_EXTRA_CA_CERTS",
+  "SSL_CERT_FILE",
+  "JAVA_HOME",
+  "GOPATH",
+  "GOROOT",
+  "CARGO_HOME",
+  "RUSTUP_HOME",
+  "PYENV_ROOT",
+  "VIRTUAL_ENV",
+];
 const SECRET_NAME = /(_KEY$|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)/i;
 
 /** Where and how commands run. */
@@ -38,11 +61,21 @@ export function commandEnv(source: NodeJS.ProcessEnv, allowEnv: string[], tmpdir
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(source)) {
     if (value === undefined) continue;
-    const allowed = allowEnv.includes(name) || ((ENV_ALLOWLIST.includes(name) || name.startsWith("LC_")) && !SECRET_NAME.test(name));
+    const allowed =
+      allowEnv.includes(name) || ((ENV_ALLOWLIST.includes(name) || name.startsWith("LC_")) && !SECRET_NAME.test(name));
     if (allowed) env[name] = value;
   }
   // npm's logs go to the private temp folder: $HOME/.npm/_logs is read-only in the sandbox.
-  return { ...env, TMPDIR: tmpdir, npm_config_logs_dir: path.join(tmpdir, "npm-logs"), GIT_TERMINAL_PROMPT: "0", PAGER: "cat", GIT_PAGER: "cat", NO_COLOR: "1", FORCE_COLOR: "0" };
+  return {
+    ...env,
+    TMPDIR: tmpdir,
+    npm_config_logs_dir: path.join(tmpdir, "npm-logs"),
+    GIT_TERMINAL_PROMPT: "0",
+    PAGER: "cat",
+    GIT_PAGER: "cat",
+    NO_COLOR: "1",
+    FORCE_COLOR: "0",
+  };
 }
 
 /** Keeps the first and last KEEP_BYTES of a stream, however long it gets. */
@@ -56,7 +89,13 @@ export class BoundedOutput {
 
   /** The last non-blank line printed so far, for progress messages. */
   lastLine(): string {
-    const line = this.latest.subarray(-512).toString("utf8").split(/\r?\n|\r/).filter((l) => l.trim()).at(-1) ?? "";
+    const line =
+      this.latest
+        .subarray(-512)
+        .toString("utf8")
+        .split(/\r?\n|\r/)
+        .filter((l) => l.trim())
+        .at(-1) ?? "";
     return stripAnsi(line).slice(0, 200);
   }
 
@@ -81,15 +120,22 @@ export class BoundedOutput {
 
   /** Clean text of at most MAX_OUTPUT_CHARS: head and tail, with a marker saying what was left out. */
   render(): { output: string; omitted: number } {
-    const clean = (b: Buffer) => stripAnsi(b.toString("utf8")).replace(/\r\n/g, "\n").replace(/^.*\r(?!$)/gm, "");
+    const clean = (b: Buffer) =>
+      stripAnsi(b.toString("utf8"))
+        .replace(/\r\n/g, "\n")
+        .replace(/^.*\r(?!$)/gm, "");
     const tail = Buffer.concat(this.tail);
     const droppedBytes = this.total - this.headBytes - tail.length;
     const head = clean(Buffer.concat(this.head));
     const tailText = clean(tail);
-    if (droppedBytes === 0 && head.length + tailText.length <= MAX_OUTPUT_CHARS) return { output: head + tailText, omitted: 0 };
+    if (droppedBytes === 0 && head.length + tailText.length <= MAX_OUTPUT_CHARS)
+      return { output: head + tailText, omitted: 0 };
     const half = MAX_OUTPUT_CHARS / 2 - 100;
     const omitted = Math.max(0, head.length - half) + droppedBytes + Math.max(0, tailText.length - half);
-    return { output: `${head.slice(0, half)}\n\n[… ${omitted} characters of output left out …]\n\n${tailText.slice(-half)}`, omitted };
+    return {
+      output: `${head.slice(0, half)}\n\n[… ${omitted} characters of output left out …]\n\n${tailText.slice(-half)}`,
+      omitted,
+    };
   }
 }
 
@@ -118,7 +164,9 @@ const carries = (environ: string, token: string) => environ.split("\0").includes
 export async function stopAll(token: string, pgid: number): Promise<void> {
   killGroup(pgid, "SIGKILL");
   for (let round = 0; round < MAX_SWEEPS; round++) {
-    const pids = (await readProcFiles("environ")).filter(([pid, environ]) => pid !== process.pid && carries(environ, token));
+    const pids = (await readProcFiles("environ")).filter(
+      ([pid, environ]) => pid !== process.pid && carries(environ, token),
+    );
     if (!pids.length) return;
     for (const [pid] of pids) kill(pid, "SIGKILL");
   }
@@ -157,68 +205,75 @@ export const commandResultSchema = z.object({
 });
 export type CommandResult = z.infer<typeof commandResultSchema>;
 
-
 /** Runs command with bash -c in the workspace (sandboxed when the sandbox is on) until it ends, times out or is cancelled. */
-export async function runCommand(config: CommandConfig, command: string, timeout: number, ctx: CommandContext): Promise<CommandResult> {
+export async function runCommand(
+  config: CommandConfig,
+  command: string,
+  timeout: number,
+  ctx: CommandContext,
+): Promise<CommandResult> {
   const serviceEnv = (await config.serviceEnv?.(ctx.ws.root)) ?? {};
-    const started = Date.now();
-    const token = randomUUID();
-    const wrapped = await config.sandbox.wrap(`${await limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
-    if (ctx.signal.aborted) throw new CommandNotStarted();
-    const { execa } = await import("execa");
-    const child = execa("bash", ["-c", wrapped], {
-      cwd: ctx.ws.root,
-      env: { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), ...serviceEnv, [TOKEN_VAR]: token },
-      extendEnv: false,
-      detached: true,
-      stdin: "ignore",
-      stderr: "inherit",
-      buffer: false,
-      reject: false,
-    });
-    const pgid = child.pid!;
-    liveCommands.set(token, pgid);
-    const out = new BoundedOutput();
-    // Every chunk updates the progress line; the server's progress reporter throttles, keeping the latest.
-    child.stdout!.on("data", (chunk: Buffer) => {
-      out.push(chunk);
-      ctx.progress(out.lastLine());
-    });
-    let stopReason: "timeout" | "cancel" | undefined;
-    // SIGTERM to the group first, so tools can clean up; then everything the command started is killed.
-    const terminate = () => {
-      killGroup(pgid, "SIGTERM");
-      setTimeout(() => void stopAll(token, pgid), KILL_GRACE_MS).unref();
-    };
-    const stop = (reason: "timeout" | "cancel") => {
-      stopReason ??= reason;
-      terminate();
-    };
-    const timer = setTimeout(() => stop("timeout"), timeout);
-    const onAbort = () => stop("cancel");
-    ctx.signal.addEventListener("abort", onAbort);
-    if (ctx.signal.aborted) stop("cancel");
-    const heartbeat = setInterval(() => ctx.progress(`running ${Math.round((Date.now() - started) / 1000)}s · ${out.lastLine()}`), HEARTBEAT_MS);
-    // When bash exits, whatever it left running (background jobs) ends too.
-    child.on("exit", terminate);
-    const { exitCode, signal } = await child;
-    clearTimeout(timer);
-    clearInterval(heartbeat);
-    ctx.signal.removeEventListener("abort", onAbort);
-    await stopAll(token, pgid);
-    liveCommands.delete(token);
-    const { output, omitted } = out.render();
-    const result: CommandResult = {
-      output,
-      exit_code: exitCode ?? null,
-      signal: signal ?? null,
-      timed_out: stopReason === "timeout",
-      cancelled: stopReason === "cancel",
-      duration_ms: Date.now() - started,
-      omitted_chars: omitted,
-      sandboxed: config.sandbox.active,
-    };
-    return result;
+  const started = Date.now();
+  const token = randomUUID();
+  const wrapped = await config.sandbox.wrap(`${await limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
+  if (ctx.signal.aborted) throw new CommandNotStarted();
+  const { execa } = await import("execa");
+  const child = execa("bash", ["-c", wrapped], {
+    cwd: ctx.ws.root,
+    env: { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), ...serviceEnv, [TOKEN_VAR]: token },
+    extendEnv: false,
+    detached: true,
+    stdin: "ignore",
+    stderr: "inherit",
+    buffer: false,
+    reject: false,
+  });
+  const pgid = child.pid!;
+  liveCommands.set(token, pgid);
+  const out = new BoundedOutput();
+  // Every chunk updates the progress line; the server's progress reporter throttles, keeping the latest.
+  child.stdout!.on("data", (chunk: Buffer) => {
+    out.push(chunk);
+    ctx.progress(out.lastLine());
+  });
+  let stopReason: "timeout" | "cancel" | undefined;
+  // SIGTERM to the group first, so tools can clean up; then everything the command started is killed.
+  const terminate = () => {
+    killGroup(pgid, "SIGTERM");
+    setTimeout(() => void stopAll(token, pgid), KILL_GRACE_MS).unref();
+  };
+  const stop = (reason: "timeout" | "cancel") => {
+    stopReason ??= reason;
+    terminate();
+  };
+  const timer = setTimeout(() => stop("timeout"), timeout);
+  const onAbort = () => stop("cancel");
+  ctx.signal.addEventListener("abort", onAbort);
+  if (ctx.signal.aborted) stop("cancel");
+  const heartbeat = setInterval(
+    () => ctx.progress(`running ${Math.round((Date.now() - started) / 1000)}s · ${out.lastLine()}`),
+    HEARTBEAT_MS,
+  );
+  // When bash exits, whatever it left running (background jobs) ends too.
+  child.on("exit", terminate);
+  const { exitCode, signal } = await child;
+  clearTimeout(timer);
+  clearInterval(heartbeat);
+  ctx.signal.removeEventListener("abort", onAbort);
+  await stopAll(token, pgid);
+  liveCommands.delete(token);
+  const { output, omitted } = out.render();
+  const result: CommandResult = {
+    output,
+    exit_code: exitCode ?? null,
+    signal: signal ?? null,
+    timed_out: stopReason === "timeout",
+    cancelled: stopReason === "cancel",
+    duration_ms: Date.now() - started,
+    omitted_chars: omitted,
+    sandboxed: config.sandbox.active,
+  };
+  return result;
 }
 
 /** The command was cancelled before it started: nothing ran. */

@@ -16,7 +16,11 @@ export class NetworkJoinError extends Error {
   constructor(problem: string) {
     let version = "?";
     try {
-      version = (JSON.parse(readFileSync(new URL("../node_modules/@anthropic-ai/sandbox-runtime/package.json", import.meta.url), "utf8")) as { version: string }).version;
+      version = (
+        JSON.parse(
+          readFileSync(new URL("../node_modules/@anthropic-ai/sandbox-runtime/package.json", import.meta.url), "utf8"),
+        ) as { version: string }
+      ).version;
     } catch {
       // bundled elsewhere: the version is only for the message
     }
@@ -56,7 +60,9 @@ export function unquote(line: string): string[] {
 
 /** The runtime's quoting: bare when safe, else single-quoted. */
 export function quote(words: string[]): string {
-  return words.map((w) => (/^[A-Za-z0-9_./:@+,-][A-Za-z0-9_./:=@+,-]*$/.test(w) ? w : `'${w.replaceAll("'", `'"'"'`)}'`)).join(" ");
+  return words
+    .map((w) => (/^[A-Za-z0-9_./:@+,-][A-Za-z0-9_./:=@+,-]*$/.test(w) ? w : `'${w.replaceAll("'", `'"'"'`)}'`))
+    .join(" ");
 }
 
 export interface Relays {
@@ -65,7 +71,8 @@ export interface Relays {
 }
 
 /** The relay lines the runtime puts at the top of the in-sandbox script, and what they connect to. */
-const RELAY_LINE = (port: number) => new RegExp(`^\\S*socat TCP-LISTEN:${port},fork,reuseaddr UNIX-CONNECT:(\\S+) >/dev/null 2>&1 &$`);
+const RELAY_LINE = (port: number) =>
+  new RegExp(`^\\S*socat TCP-LISTEN:${port},fork,reuseaddr UNIX-CONNECT:(\\S+) >/dev/null 2>&1 &$`);
 
 /**
  * Rewrites the runtime's bwrap command line for a shared network: drops --unshare-net and the per-command relays
@@ -76,18 +83,21 @@ export function adaptCommandLine(wrapped: string): { words: string[]; relays?: R
   const bwrap = words.findIndex((w) => path.basename(w) === "bwrap");
   if (bwrap < 0) throw new NetworkJoinError("no bwrap in it");
   const n = words.length;
-  if (words[n - 4] !== "--" || words[n - 2] !== "-c") throw new NetworkJoinError("it does not end with `-- <shell> -c <script>`");
+  if (words[n - 4] !== "--" || words[n - 2] !== "-c")
+    throw new NetworkJoinError("it does not end with `-- <shell> -c <script>`");
   const options = words.slice(bwrap + 1, n - 4);
   const unshares = options.filter((w) => w === "--unshare-net").length;
   if (unshares !== 1) throw new NetworkJoinError(`--unshare-net appears ${unshares} times, not once`);
-  if (options.some((w) => w === "--share-net" || w === "--unshare-all")) throw new NetworkJoinError("it has --share-net or --unshare-all");
+  if (options.some((w) => w === "--share-net" || w === "--unshare-all"))
+    throw new NetworkJoinError("it has --share-net or --unshare-all");
   const at = bwrap + 1 + options.indexOf("--unshare-net");
   const adapted = [...words.slice(0, at), ...words.slice(at + 1)];
   const script = adapted.at(-1)!;
   // With the proxy: `<shell> -c '<socat http &>\n<socat socks &>\n<trap>\n<the command>'`.
   if (!/^\S+ -c '/.test(script)) return { words: adapted };
   const inner = unquote(script);
-  if (inner.length !== 3 || inner[1] !== "-c") throw new NetworkJoinError("the in-sandbox script is not `<shell> -c <script>`");
+  if (inner.length !== 3 || inner[1] !== "-c")
+    throw new NetworkJoinError("the in-sandbox script is not `<shell> -c <script>`");
   const lines = inner[2]!.split("\n");
   const http = RELAY_LINE(RELAY_PORTS.http).exec(lines[0] ?? "");
   const socks = RELAY_LINE(RELAY_PORTS.socks).exec(lines[1] ?? "");
@@ -113,10 +123,26 @@ export class WorkspaceNetwork {
   /** Starts the holder (bubblewrap: its own network and process namespaces, plus a user namespace unless root) and the relays. */
   static async start(relays?: Relays): Promise<WorkspaceNetwork> {
     const asRoot = process.geteuid?.() === 0;
-    const relay = (port: number, socket: string) => `socat TCP-LISTEN:${port},fork,reuseaddr ${quote([`UNIX-CONNECT:${socket}`])} >/dev/null 2>&1 &`;
-    const script = [...(relays ? [relay(RELAY_PORTS.http, relays.http), relay(RELAY_PORTS.socks, relays.socks)] : []), "exec sleep infinity"].join("\n");
+    const relay = (port: number, socket: string) =>
+      `socat TCP-LISTEN:${port},fork,reuseaddr ${quote([`UNIX-CONNECT:${socket}`])} >/dev/null 2>&1 &`;
+    const script = [
+      ...(relays ? [relay(RELAY_PORTS.http, relays.http), relay(RELAY_PORTS.socks, relays.socks)] : []),
+      "exec sleep infinity",
+    ].join("\n");
     const namespaces = ["--unshare-net", "--unshare-pid", ...(asRoot ? [] : ["--unshare-user"])];
-    const args = ["--die-with-parent", ...namespaces, "--dev-bind", "/", "/", "--info-fd", "3", "--", "/bin/sh", "-c", script];
+    const args = [
+      "--die-with-parent",
+      ...namespaces,
+      "--dev-bind",
+      "/",
+      "/",
+      "--info-fd",
+      "3",
+      "--",
+      "/bin/sh",
+      "-c",
+      script,
+    ];
     const holder = spawn("bwrap", args, { stdio: ["ignore", "ignore", "pipe", "pipe"] });
     let stderr = "";
     holder.stderr!.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
@@ -126,7 +152,10 @@ export class WorkspaceNetwork {
     };
     const info = await new Promise<string>((resolve, reject) => {
       let text = "";
-      const timer = setTimeout(() => reject(failed("bubblewrap did not report its namespaces in time")), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(failed("bubblewrap did not report its namespaces in time")),
+        START_TIMEOUT_MS,
+      );
       holder.on("error", (e) => reject(failed(e.message)));
       holder.on("exit", (code) => reject(failed(`bubblewrap exited with code ${code}`)));
       holder.stdio[3]!.on("data", (d: Buffer) => (text += d.toString()));
@@ -143,7 +172,10 @@ export class WorkspaceNetwork {
     const user = asRoot ? undefined : openSync(`/proc/${pid}/ns/user`, "r");
     const network = new WorkspaceNetwork(holder, pid, { net, user });
     if (relays) {
-      const ready = await network.waitFor(() => network.listening([RELAY_PORTS.http, RELAY_PORTS.socks]), START_TIMEOUT_MS);
+      const ready = await network.waitFor(
+        () => network.listening([RELAY_PORTS.http, RELAY_PORTS.socks]),
+        START_TIMEOUT_MS,
+      );
       if (!ready) {
         await network.close();
         throw failed("the proxy relays did not start listening");
@@ -156,20 +188,32 @@ export class WorkspaceNetwork {
   enter(): string[] {
     if (this.dead) throw new Error(`The workspace network is gone: ${this.dead}. Restart the server.`);
     const fd = (n: number) => `/proc/${process.pid}/fd/${n}`;
-    return ["nsenter", `--net=${fd(this.fds.net)}`, ...(this.fds.user === undefined ? [] : [`--user=${fd(this.fds.user)}`, "--preserve-credentials"]), "--"];
+    return [
+      "nsenter",
+      `--net=${fd(this.fds.net)}`,
+      ...(this.fds.user === undefined ? [] : [`--user=${fd(this.fds.user)}`, "--preserve-credentials"]),
+      "--",
+    ];
   }
 
   /** Whether all these TCP ports listen on the network (from /proc/<holder>/net/tcp). */
   async listening(ports: number[]): Promise<boolean> {
-    const tables = await Promise.all(["tcp", "tcp6"].map((t) => fs.readFile(`/proc/${this.holderPid}/net/${t}`, "utf8").catch(() => "")));
+    const tables = await Promise.all(
+      ["tcp", "tcp6"].map((t) => fs.readFile(`/proc/${this.holderPid}/net/${t}`, "utf8").catch(() => "")),
+    );
     const open = new Set(
-      tables.flatMap((t) => t.split("\n").slice(1)).map((l) => l.trim().split(/\s+/)).filter((f) => f[3] === "0A").map((f) => parseInt(f[1]!.split(":")[1]!, 16)),
+      tables
+        .flatMap((t) => t.split("\n").slice(1))
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f[3] === "0A")
+        .map((f) => parseInt(f[1]!.split(":")[1]!, 16)),
     );
     return ports.every((p) => open.has(p));
   }
 
   private async waitFor(check: () => Promise<boolean>, ms: number): Promise<boolean> {
-    for (const end = Date.now() + ms; Date.now() < end && !this.dead; await new Promise((r) => setTimeout(r, 25))) if (await check()) return true;
+    for (const end = Date.now() + ms; Date.now() < end && !this.dead; await new Promise((r) => setTimeout(r, 25)))
+      if (await check()) return true;
     return check();
   }
 
@@ -197,7 +241,8 @@ export class SharedNetwork {
   /** The command line to run instead of the runtime's: the same sandbox, inside the workspace network. */
   async join(wrapped: string): Promise<string> {
     if (!this.isolated) {
-      if (unquote(wrapped).includes("--unshare-net")) throw new NetworkJoinError("it isolates the network although --allow-network is set");
+      if (unquote(wrapped).includes("--unshare-net"))
+        throw new NetworkJoinError("it isolates the network although --allow-network is set");
       return wrapped;
     }
     const { words, relays } = adaptCommandLine(wrapped);

@@ -5,14 +5,30 @@ import fs from "node:fs/promises";
 import path from "node:path";
 
 /** The runtime's protected names (its DANGEROUS_FILES and directories), as of @anthropic-ai/sandbox-runtime 0.0.78. */
-const KNOWN = [".gitconfig", ".gitmodules", ".bashrc", ".bash_profile", ".zshrc", ".zprofile", ".profile", ".ripgreprc", ".mcp.json", ".vscode", ".idea", ".claude/commands", ".claude/agents"];
+const KNOWN = [
+  ".gitconfig",
+  ".gitmodules",
+  ".bashrc",
+  ".bash_profile",
+  ".zshrc",
+  ".zprofile",
+  ".profile",
+  ".ripgreprc",
+  ".mcp.json",
+  ".vscode",
+  ".idea",
+  ".claude/commands",
+  ".claude/agents",
+];
 
 let names: Promise<string[]> | undefined;
 
 /** The names, from the installed runtime when it can tell (so an upgrade that protects more is followed), else the known list. */
 function protectedNames(): Promise<string[]> {
   names ??= import("@anthropic-ai/sandbox-runtime/dist/sandbox/sandbox-utils.js" as string)
-    .then((m: { DANGEROUS_FILES?: string[]; getDangerousDirectories?: () => string[] }) => [...new Set([...KNOWN, ...(m.DANGEROUS_FILES ?? []), ...(m.getDangerousDirectories?.() ?? [])])])
+    .then((m: { DANGEROUS_FILES?: string[]; getDangerousDirectories?: () => string[] }) => [
+      ...new Set([...KNOWN, ...(m.DANGEROUS_FILES ?? []), ...(m.getDangerousDirectories?.() ?? [])]),
+    ])
     .catch(() => KNOWN);
   return names;
 }

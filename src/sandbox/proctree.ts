@@ -8,11 +8,13 @@ export async function processTree(root: number): Promise<number[]> {
   const entries = await fs.readdir("/proc").catch(() => [] as string[]);
   const children = new Map<number, number[]>();
   await Promise.all(
-    entries.filter((e) => /^\d+$/.test(e)).map(async (e) => {
-      const stat = await fs.readFile(`/proc/${e}/stat`, "utf8").catch(() => "");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
-    }),
+    entries
+      .filter((e) => /^\d+$/.test(e))
+      .map(async (e) => {
+        const stat = await fs.readFile(`/proc/${e}/stat`, "utf8").catch(() => "");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        if (ppid) children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
+      }),
   );
   const tree = [root];
   for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
@@ -24,8 +26,14 @@ export async function processTree(root: number): Promise<number[]> {
  * link to the tree any more and may have missed the parent-death signal; it still carries the command line.
  */
 export async function processesWithToken(token: string): Promise<number[]> {
-  const entries = (await fs.readdir("/proc").catch(() => [] as string[])).filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid);
-  const found = await Promise.all(entries.map(async (e) => ((await fs.readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "")).includes(token) ? Number(e) : 0)));
+  const entries = (await fs.readdir("/proc").catch(() => [] as string[])).filter(
+    (e) => /^\d+$/.test(e) && Number(e) !== process.pid,
+  );
+  const found = await Promise.all(
+    entries.map(async (e) =>
+      (await fs.readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "")).includes(token) ? Number(e) : 0,
+    ),
+  );
   return found.filter(Boolean);
 }
 
@@ -47,7 +55,8 @@ export function signalAll(pids: number[], signal: NodeJS.Signals): void {
 }
 
 export async function waitGone(pids: number[], ms: number): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) if (!(await anyAlive(pids))) return true;
+  for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 20)))
+    if (!(await anyAlive(pids))) return true;
   return !(await anyAlive(pids));
 }
 

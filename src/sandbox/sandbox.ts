@@ -54,7 +54,10 @@ export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number>
     const abs = path.join(tmp, name);
     const st = await fs.lstat(abs).catch(() => undefined);
     if (!st?.isDirectory() || st.uid !== process.getuid?.()) continue;
-    await fs.rm(abs, { recursive: true, force: true }).then(() => removed++, () => undefined);
+    await fs.rm(abs, { recursive: true, force: true }).then(
+      () => removed++,
+      () => undefined,
+    );
   }
   return removed;
 }
@@ -62,7 +65,9 @@ export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number>
 /** Each live process's pid with the content of /proc/<pid>/<file> (those gone or unreadable left out); [] without /proc. */
 export async function readProcFiles(file: "environ" | "status"): Promise<[number, string][]> {
   const pids = (await fs.readdir("/proc").catch(() => [])).filter((e) => /^\d+$/.test(e)).map(Number);
-  const read = await Promise.all(pids.map(async (pid) => [pid, await fs.readFile(`/proc/${pid}/${file}`, "latin1").catch(() => undefined)] as const));
+  const read = await Promise.all(
+    pids.map(async (pid) => [pid, await fs.readFile(`/proc/${pid}/${file}`, "latin1").catch(() => undefined)] as const),
+  );
   return read.filter((entry): entry is [number, string] => entry[1] !== undefined);
 }
 
@@ -70,18 +75,22 @@ export async function readProcFiles(file: "environ" | "status"): Promise<[number
  * (RLIMIT_NPROC counts all of the user's processes; it is not enforced for root). Empty without /proc. */
 export async function limitProcesses(): Promise<string> {
   const uid = String(process.getuid?.());
-  const mine = (await readProcFiles("status")).filter(([, status]) => /^Uid:\s+(\d+)/m.exec(status)?.[1] === uid).length;
+  const mine = (await readProcFiles("status")).filter(
+    ([, status]) => /^Uid:\s+(\d+)/m.exec(status)?.[1] === uid,
+  ).length;
   return mine ? `ulimit -u ${mine + MAX_COMMAND_PROCESSES} 2>/dev/null\n` : "";
 }
 
 const INSTALL_HINT: Record<string, string> = {
-  linux: "install them with `apt-get install bubblewrap socat util-linux` (Debian/Ubuntu) or your distribution's packages",
+  linux:
+    "install them with `apt-get install bubblewrap socat util-linux` (Debian/Ubuntu) or your distribution's packages",
   darwin: "sandbox-exec ships with macOS; make sure ripgrep is reachable",
 };
 
 // nsenter (util-linux) joins each command to the workspace network (src/netns.ts).
 const REQUIRED: Record<string, string[]> = { linux: ["bwrap", "socat", "nsenter"], darwin: ["sandbox-exec"] };
-const onPath = (cmd: string) => (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, cmd)));
+const onPath = (cmd: string) =>
+  (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, cmd)));
 
 /** Cheap start-up check (no import of the runtime): which required programs are missing. */
 function missingPrograms(): string[] {
@@ -91,8 +100,13 @@ function missingPrograms(): string[] {
 }
 
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
-export async function createSandbox(opts: SandboxOptions, warn: (message: string) => void = () => undefined): Promise<Sandbox> {
-  void removeStaleTempFolders().then((n) => n && warn(`removed ${n} temp folders of servers that are no longer running`));
+export async function createSandbox(
+  opts: SandboxOptions,
+  warn: (message: string) => void = () => undefined,
+): Promise<Sandbox> {
+  void removeStaleTempFolders().then(
+    (n) => n && warn(`removed ${n} temp folders of servers that are no longer running`),
+  );
   const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   const plain: Sandbox = {
     active: false,
@@ -104,11 +118,14 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
   };
   if (opts.mode === "off") return { ...plain, warning: "the OS sandbox is off (--sandbox off)" };
 
-  const unavailable = (problems: string[]) => `OS sandbox unavailable: ${problems.join(", ")}; ${INSTALL_HINT[process.platform] ?? "it needs Linux or macOS"}.`;
+  const unavailable = (problems: string[]) =>
+    `OS sandbox unavailable: ${problems.join(", ")}; ${INSTALL_HINT[process.platform] ?? "it needs Linux or macOS"}.`;
   const ripgrep = { command: rgPath };
   const loadRuntime = async () => {
     const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
-    const problems = SandboxManager.isSupportedPlatform() ? SandboxManager.checkDependencies(ripgrep).errors : [`platform ${process.platform} is not supported`];
+    const problems = SandboxManager.isSupportedPlatform()
+      ? SandboxManager.checkDependencies(ripgrep).errors
+      : [`platform ${process.platform} is not supported`];
     return { SandboxManager, problems };
   };
   const early = missingPrograms();
@@ -121,7 +138,10 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
   }
   let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
 
-  const network = opts.network === true ? { deniedDomains: [] } : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
+  const network =
+    opts.network === true
+      ? { deniedDomains: [] }
+      : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
   /**
    * Per command: writes only in its own folder and the temp folder; the workspace's .git stays read-only (run records
    * and checkpoints are in the server's state folder, outside). The runtime's default write paths in the home folder are
@@ -151,7 +171,9 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
       process.chdir(workdir);
       process.env.CLAUDE_CODE_TMPDIR = tmpdir;
       manager = loaded.SandboxManager;
-      ready = manager.initialize({ filesystem: filesystem(workdir), network, ripgrep } as unknown as Parameters<typeof manager.initialize>[0]);
+      ready = manager.initialize({ filesystem: filesystem(workdir), network, ripgrep } as unknown as Parameters<
+        typeof manager.initialize
+      >[0]);
     }
     await ready;
     return manager;
@@ -178,9 +200,14 @@ export async function createSandbox(opts: SandboxOptions, warn: (message: string
       const dir = path.join(workdir, ".claude");
       if (!mountFolders.has(dir)) mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
       const m = await start(workdir);
-      const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<NonNullable<typeof m>["wrapWithSandbox"]>[2];
+      const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<
+        NonNullable<typeof m>["wrapWithSandbox"]
+      >[2];
       if (!m) return command;
-      const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, { commandId: id, commandText: command });
+      const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, {
+        commandId: id,
+        commandText: command,
+      });
       return shared ? shared.join(wrapped) : wrapped;
     },
     done: () => {

@@ -39,12 +39,24 @@ export interface ServiceSpec {
 }
 
 /** A program on PATH or in one of the extra folders, else an error naming the package. */
-export async function findBinary(name: string, spec: Pick<ServiceSpec, "name" | "debianPackage">, extraDirs: string[] = []): Promise<string> {
+export async function findBinary(
+  name: string,
+  spec: Pick<ServiceSpec, "name" | "debianPackage">,
+  extraDirs: string[] = [],
+): Promise<string> {
   for (const dir of [...(process.env.PATH ?? "").split(path.delimiter).filter(Boolean), ...extraDirs]) {
     const candidate = path.join(dir, name);
-    if (await fs.access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+    if (
+      await fs.access(candidate, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return candidate;
   }
-  throw new ToolError(`--service ${spec.name}: ${name} was not found on PATH. Install it (Debian/Ubuntu: apt-get install ${spec.debianPackage}) and restart the server.`);
+  throw new ToolError(
+    `--service ${spec.name}: ${name} was not found on PATH. Install it (Debian/Ubuntu: apt-get install ${spec.debianPackage}) and restart the server.`,
+  );
 }
 
 /** Output of a finished helper program, or an error with its tail. */
@@ -57,7 +69,10 @@ export function runHelper(argv: string[], what: string, input?: string): Promise
     child.stdin.on("error", () => undefined);
     child.stdin.end(input ?? "");
     child.on("error", (e) => reject(new Error(`${what}: ${e.message}`)));
-    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${what} failed (exit code ${code}):\n${out.slice(-LOG_TAIL_CHARS).trim()}`))));
+    child.on("close", (code) =>
+      code === 0
+        ? resolve(out)
+        : reject(new Error(`${what} failed (exit code ${code}):\n${out.slice(-LOG_TAIL_CHARS).trim()}`)),
+    );
   });
 }
-

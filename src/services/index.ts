@@ -66,16 +66,22 @@ export class Services {
     await fs.mkdir(workspaceDir, { recursive: true, mode: 0o711 });
     await fs.chmod(workspaceDir, 0o711);
     const env: Record<string, string> = {};
-    for (const request of this.options.requests) Object.assign(env, await this.startOne(request, workspaceDir, network));
+    for (const request of this.options.requests)
+      Object.assign(env, await this.startOne(request, workspaceDir, network));
     this.resetDone = true;
     return env;
   }
 
-  private async startOne(request: ServiceRequest, workspaceDir: string, network?: WorkspaceNetwork): Promise<Record<string, string>> {
+  private async startOne(
+    request: ServiceRequest,
+    workspaceDir: string,
+    network?: WorkspaceNetwork,
+  ): Promise<Record<string, string>> {
     const spec = SPECS[request.name]!;
     const dir = path.join(workspaceDir, spec.name);
     const passwordFile = path.join(workspaceDir, `${spec.name}.password`);
-    if (this.options.reset && !this.resetDone) await Promise.all([dir, passwordFile].map((p) => fs.rm(p, { recursive: true, force: true })));
+    if (this.options.reset && !this.resetDone)
+      await Promise.all([dir, passwordFile].map((p) => fs.rm(p, { recursive: true, force: true })));
     await spec.checkBinaries();
     const account = await accountFor(spec);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -106,15 +112,21 @@ export class Services {
     for (const end = Date.now() + READY_TIMEOUT_MS; ; await new Promise((r) => setTimeout(r, 50))) {
       const log = await fs.readFile(logFile, "utf8").catch(() => "");
       if (spawnError || child.exitCode !== null || child.signalCode !== null) {
-        throw new ToolError(`--service ${spec.name} failed to start on 127.0.0.1:${port} (${spawnError?.message ?? `exit code ${child.exitCode ?? child.signalCode}`}). Its log ends:\n${await logTail()}`);
+        throw new ToolError(
+          `--service ${spec.name} failed to start on 127.0.0.1:${port} (${spawnError?.message ?? `exit code ${child.exitCode ?? child.signalCode}`}). Its log ends:\n${await logTail()}`,
+        );
       }
       if (await spec.ready(place, log)) break;
       if (Date.now() > end) {
         await this.stopOne(this.running.at(-1)!);
-        throw new ToolError(`--service ${spec.name} did not accept connections within ${READY_TIMEOUT_MS / 1000} s. Its log ends:\n${await logTail()}`);
+        throw new ToolError(
+          `--service ${spec.name} did not accept connections within ${READY_TIMEOUT_MS / 1000} s. Its log ends:\n${await logTail()}`,
+        );
       }
     }
-    process.stderr.write(`[services] ${spec.name} ready on 127.0.0.1:${port}${network ? " (workspace network)" : ""}, data in ${dir}\n`);
+    process.stderr.write(
+      `[services] ${spec.name} ready on 127.0.0.1:${port}${network ? " (workspace network)" : ""}, data in ${dir}\n`,
+    );
     return spec.env(place);
   }
 
@@ -141,7 +153,9 @@ async function privateBase(configured?: string): Promise<string> {
   await fs.mkdir(base, { recursive: true, mode: 0o711 });
   const st = await fs.lstat(base);
   if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
-    throw new ToolError(`The services' folder ${base} is not a private folder of this user (a link, someone else's, or writable by others); remove it and try again.`);
+    throw new ToolError(
+      `The services' folder ${base} is not a private folder of this user (a link, someone else's, or writable by others); remove it and try again.`,
+    );
   }
   return base;
 }
@@ -154,7 +168,9 @@ async function accountFor(spec: ServiceSpec): Promise<{ uid: number; gid: number
     const entry = passwd.find((f) => f[0] === name && f.length >= 4);
     if (entry) return { uid: Number(entry[2]), gid: Number(entry[3]) };
   }
-  throw new ToolError(`--service ${spec.name}: the server runs as root and none of the accounts ${spec.accounts.join(", ")} exists to run it unprivileged; install the Debian package ${spec.debianPackage} (it creates one).`);
+  throw new ToolError(
+    `--service ${spec.name}: the server runs as root and none of the accounts ${spec.accounts.join(", ")} exists to run it unprivileged; install the Debian package ${spec.debianPackage} (it creates one).`,
+  );
 }
 
 async function readOrCreatePassword(file: string): Promise<string> {

@@ -47,7 +47,16 @@ export const postgres: ServiceSpec = {
     const stat = await fs.stat(place.dir);
     await fs.chown(pwfile, stat.uid, stat.gid);
     try {
-      const options = ["-U", ADMIN, "--auth=scram-sha-256", `--pwfile=${pwfile}`, "-E", "UTF8", "--locale=C", "--no-instructions"];
+      const options = [
+        "-U",
+        ADMIN,
+        "--auth=scram-sha-256",
+        `--pwfile=${pwfile}`,
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-instructions",
+      ];
       await runHelper(place.asAccount([initdb, "-D", data(place), ...options]), "initdb");
     } finally {
       await fs.rm(pwfile, { force: true });
@@ -62,8 +71,20 @@ export const postgres: ServiceSpec = {
   },
 
   async command(place) {
-    const settings = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "logging_collector=off", "max_connections=50"];
-    return [await binary("postgres"), "-D", data(place), "-p", String(place.port), ...settings.flatMap((s) => ["-c", s])];
+    const settings = [
+      "listen_addresses=127.0.0.1",
+      "unix_socket_directories=",
+      "logging_collector=off",
+      "max_connections=50",
+    ];
+    return [
+      await binary("postgres"),
+      "-D",
+      data(place),
+      "-p",
+      String(place.port),
+      ...settings.flatMap((s) => ["-c", s]),
+    ];
   },
 
   /** postmaster.pid's eighth line says "ready" once connections are accepted (what pg_ctl -w reads). */
@@ -74,6 +95,13 @@ export const postgres: ServiceSpec = {
 
   env(place) {
     const url = `postgresql://${USER}:${place.password}@127.0.0.1:${place.port}/${DATABASE}`;
-    return { DATABASE_URL: url, PGHOST: "127.0.0.1", PGPORT: String(place.port), PGUSER: USER, PGPASSWORD: place.password, PGDATABASE: DATABASE };
+    return {
+      DATABASE_URL: url,
+      PGHOST: "127.0.0.1",
+      PGPORT: String(place.port),
+      PGUSER: USER,
+      PGPASSWORD: place.password,
+      PGDATABASE: DATABASE,
+    };
   },
 };

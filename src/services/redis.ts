@@ -25,8 +25,15 @@ export const redis: ServiceSpec = {
   async command(place) {
     const conf = path.join(place.dir, "redis.conf");
     const settings = [
-      `bind 127.0.0.1`, `port ${place.port}`, `requirepass ${place.password}`, `dir ${place.dir}`,
-      `save ""`, "appendonly no", "daemonize no", `logfile ""`, "protected-mode yes",
+      `bind 127.0.0.1`,
+      `port ${place.port}`,
+      `requirepass ${place.password}`,
+      `dir ${place.dir}`,
+      `save ""`,
+      "appendonly no",
+      "daemonize no",
+      `logfile ""`,
+      "protected-mode yes",
       // Redis runs outside bubblewrap: no moving its files (CONFIG SET dir), loading code (MODULE) or replicating.
       ...DISABLED.map((command) => `rename-command ${command} ""`),
     ];

@@ -19,13 +19,25 @@ export interface RunConfig extends CommandConfig {
 }
 
 const input = z.object({
-  command: z.string().min(1, "command is empty: give a shell command to run").max(MAX_COMMAND_CHARS, `command is over ${MAX_COMMAND_CHARS} characters; put long scripts in a file and run that`).describe("The shell command to run"),
-  timeout: z.number().int().min(1).max(600_000).default(120_000).describe("Milliseconds before the command is killed (default 120000, at most 600000)"),
+  command: z
+    .string()
+    .min(1, "command is empty: give a shell command to run")
+    .max(MAX_COMMAND_CHARS, `command is over ${MAX_COMMAND_CHARS} characters; put long scripts in a file and run that`)
+    .describe("The shell command to run"),
+  timeout: z
+    .number()
+    .int()
+    .min(1)
+    .max(600_000)
+    .default(120_000)
+    .describe("Milliseconds before the command is killed (default 120000, at most 600000)"),
   description: z.string().optional().describe("A short description of what the command does (5-10 words)"),
   run_in_background: z
     .boolean()
     .default(false)
-    .describe("Start the command and return at once with a run_id; read its output with TaskOutput, stop it with TaskStop"),
+    .describe(
+      "Start the command and return at once with a run_id; read its output with TaskOutput, stop it with TaskStop",
+    ),
 });
 
 const output = commandResultSchema.extend({
@@ -44,7 +56,8 @@ export function createRunTool(config: RunConfig): Tool {
     async handle({ command, timeout, description, run_in_background }, ctx) {
       if (!command.trim()) throw new ToolError("command is blank: give a shell command to run.");
       if (run_in_background) {
-        if (!config.background) throw new ToolError("run_in_background is not available here; run the command in the foreground.");
+        if (!config.background)
+          throw new ToolError("run_in_background is not available here; run the command in the foreground.");
         return config.background.start(command, description, ctx);
       }
       const release = await slots.acquire(ctx.signal).catch(() => {

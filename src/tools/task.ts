@@ -26,7 +26,9 @@ const runOrCommandId = z.union([runIdSchema, z.string().regex(/^bg-[0-9a-z-]{1,6
 });
 
 /** Fields of a background command's view that a Task run's view lacks. */
-const backgroundExtra = backgroundView.omit({ run_id: true, status: true, message: true, description: true, duration_ms: true }).partial().shape;
+const backgroundExtra = backgroundView
+  .omit({ run_id: true, status: true, message: true, description: true, duration_ms: true })
+  .partial().shape;
 
 const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
@@ -34,7 +36,8 @@ const OUTPUT_WAIT_MAX = 45;
 
 const STATUS_LINE: Record<string, string> = {
   completed: "Completed: the server's checks passed, or failed only as they did before the run.",
-  verification_failed: "Finished, but the server's checks found failures this run introduced, still there after the fix rounds.",
+  verification_failed:
+    "Finished, but the server's checks found failures this run introduced, still there after the fix rounds.",
   unverified: "Finished, but UNVERIFIED: the server could not run any check on this work (see why below).",
   refused: "NOT completed: the model refused to go on with the task (its words are in the summary).",
   max_turns: "Stopped at the turn limit before the agent finished.",
@@ -64,7 +67,11 @@ export function renderReport(r: TaskReport): string {
         ]
       : []),
     `\n## Summary from the agent (${r.agent}, ${r.model})\n${r.summary || "(none)"}`,
-    ...(r.children?.length ? [`\n## Delegated to partner agents (checked by this run's verification)\n${r.children.map((c) => `- ${c.agent} [${c.status}] ${c.description} (${c.turns} turns, $${c.cost_usd.toFixed(4)}): ${c.summary.split("\n")[0] || "(no summary)"}`).join("\n")}`] : []),
+    ...(r.children?.length
+      ? [
+          `\n## Delegated to partner agents (checked by this run's verification)\n${r.children.map((c) => `- ${c.agent} [${c.status}] ${c.description} (${c.turns} turns, $${c.cost_usd.toFixed(4)}): ${c.summary.split("\n")[0] || "(no summary)"}`).join("\n")}`,
+        ]
+      : []),
     `\n## Files changed\n${files}`,
     `\n## Verification by the server\n${checks}`,
     `\n## Run\n- turns: ${r.turns}, fix rounds: ${r.fix_rounds}, model calls: ${r.model_calls}, wall time: ${(r.duration_ms / 1000).toFixed(1)} s`,
@@ -185,12 +192,16 @@ export function createTaskTools(config: TaskConfig): Tool[] {
       .partial()
       .extend(runListSchema.partial().shape)
       .extend({
-        background: z.array(backgroundSummary).optional().describe("Background commands started with Run {run_in_background: true}"),
+        background: z
+          .array(backgroundSummary)
+          .optional()
+          .describe("Background commands started with Run {run_in_background: true}"),
         ...backgroundExtra,
       }),
     async handle({ run_id, wait_seconds }, ctx) {
       const root = ctx.ws.root;
-      if (run_id && config.background && isBackgroundId(run_id)) return config.background.output(run_id, wait_seconds * 1000, ctx.signal); // [background] hook
+      if (run_id && config.background && isBackgroundId(run_id))
+        return config.background.output(run_id, wait_seconds * 1000, ctx.signal); // [background] hook
       if (!run_id) {
         const { runs: list, unreadable, totals } = await runs.list(root);
         const rows = list.map(
@@ -204,7 +215,8 @@ export function createTaskTools(config: TaskConfig): Tool[] {
         // Background commands are listed after the runs.
         const background = config.background?.list() ?? [];
         const bgRows = background.map(
-          (b) => `- ${b.run_id} [${b.status}${b.exit_code === null ? "" : ` ${b.exit_code}`}] ${b.command.slice(0, 100)}`,
+          (b) =>
+            `- ${b.run_id} [${b.status}${b.exit_code === null ? "" : ` ${b.exit_code}`}] ${b.command.slice(0, 100)}`,
         );
         const bgText = background.length ? `\n\n${background.length} background commands:\n${bgRows.join("\n")}` : "";
         return {
