@@ -10,7 +10,7 @@ import { isDeepStrictEqual, parseArgs } from "node:util";
 import { getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser/lib/esm/main.js";
 import { parseServerArgs } from "../options.js";
 import { packageRoot, pkg } from "../paths.js";
-import { writeFileAtomic } from "../files/workspace.js";
+import { writeFileAtomic } from "../files/folders.js";
 
 export const HOSTS = ["claude-code", "claude-desktop", "vscode", "cursor"] as const;
 export type Host = (typeof HOSTS)[number];

@@ -16,7 +16,8 @@ import {
   type UnreadableRun,
   type WorkspaceRecord,
 } from "./records.js";
-import { isInside, writeFileAtomic } from "../files/workspace.js";
+import { isInside } from "../files/workspace.js";
+import { writeFileAtomic } from "../files/folders.js";
 import { ToolError } from "../server/errors.js";
 
 /**

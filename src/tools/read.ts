@@ -1,7 +1,7 @@
 import fs from "node:fs/promises";
 import { z } from "zod";
 import { defineTool, MAX_RESULT_CHARS } from "../server/tool.js";
-import { errno } from "../files/workspace.js";
+import { errno } from "../files/folders.js";
 import { ToolError } from "../server/errors.js";
 import { decodeText, looksBinary, numberLine, splitLines } from "../files/text.js";
 
