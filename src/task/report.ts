@@ -1,4 +1,5 @@
-import { changes, discardWorktreeCommand, keepCommit, mergeCommand, revertCommand, snapshot } from "./git.js";
+import { changes, keepCommit, snapshot } from "./git.js";
+import { discardWorktreeCommand, mergeCommand, revertCommand } from "./commands.js";
 import type { FileChange, RunState, TaskReport } from "./records.js";
 import { recordFile, type Store, worktreeDir, writeRecord } from "./store.js";
 
