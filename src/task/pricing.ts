@@ -55,3 +55,6 @@ export function addUsage(a: Usage, b: Usage): Usage {
   for (const k of Object.keys(sum) as (keyof Usage)[]) sum[k] = (a[k] ?? 0) + (b[k] ?? 0);
   return sum;
 }
+
+/** Tokens the run has processed afresh; cache reads are left out (max_budget_usd bounds their cost). */
+export const freshTokens = (u: Usage) => u.input_tokens + u.output_tokens + u.cache_creation_input_tokens;
