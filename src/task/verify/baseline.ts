@@ -25,13 +25,27 @@ export function checkpointReader(repo: GitDir, checkpoint: string): (rel: string
   return (rel) => readBlob(repo, checkpoint, rel);
 }
 
-/** Links each project's ignored dependency folders (node_modules, .venv, vendor) from the workspace into the copy. */
+/** Whether every folder from dir down to dir/rel is a real folder (no link): the copy holds the checkpoint's links as they were. */
+async function realFoldersDown(dir: string, rel: string): Promise<boolean> {
+  let at = dir;
+  for (const part of rel.split("/").filter((p) => p && p !== ".")) {
+    at = path.join(at, part);
+    if (!(await fs.lstat(at).catch(() => undefined))?.isDirectory()) return false;
+  }
+  return true;
+}
+
+/**
+ * Links each project's ignored dependency folders (node_modules, .venv, vendor) from the workspace into the copy; never
+ * through a link in the copy (a project folder that was a link at the checkpoint would put the link outside).
+ */
 async function linkDependencies(workdir: string, dir: string, projects: string[]): Promise<void> {
   for (const project of new Set([".", ...projects])) {
+    if (!(await realFoldersDown(dir, project))) continue;
     for (const name of DEPENDENCY_DIRS) {
       const source = path.join(workdir, project, name);
       const target = path.join(dir, project, name);
-      if (existsSync(source) && !existsSync(target) && existsSync(path.dirname(target))) await fs.symlink(source, target, "dir").catch(() => undefined);
+      if (existsSync(source) && !(await fs.lstat(target).catch(() => undefined))) await fs.symlink(source, target, "dir").catch(() => undefined);
     }
   }
 }
