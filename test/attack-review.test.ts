@@ -1,9 +1,10 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
 import type { TaskReport } from "../src/task/records.js";
 import { reply, say, ScriptedModel, type Step, use } from "../src/testing/scripted-model.js";
-import { connect, tempDir, text } from "./helpers.js";
+import { connect, tempDir, text, waitUntil } from "./helpers.js";
 
 /**
  * Attacks from a security review, each asserting the safe behaviour. Every byte of the workspace and every tool
@@ -33,14 +34,23 @@ async function outsideDir(): Promise<string> {
   return dir;
 }
 
-async function runTask(ws: string, steps: Step[], args: string[] = []) {
+async function serve(ws: string, steps: Step[], args: string[] = []) {
   const model = new ScriptedModel(steps);
   const url = await model.start();
   const conn = await connect(["--workspace", ws, ...args], { env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: url, XDG_STATE_HOME: STATE_HOME } });
-  cleanup.push(() => model.stop(), () => conn.close());
+  // A server stuck in a synchronous call cannot run its SIGTERM handler: kill the process this test started.
+  cleanup.push(() => model.stop(), () => conn.close(), async () => void (() => { try { process.kill(conn.pid, "SIGKILL"); } catch { /* gone */ } })());
+  return { model, conn };
+}
+
+async function runTask(ws: string, steps: Step[], args: string[] = []) {
+  const { model, conn } = await serve(ws, steps, args);
   const result = await conn.call("Task", { description: "attack", prompt: "Do the task." });
   return { model, conn, report: result.structuredContent as unknown as TaskReport, text: text(result) };
 }
+
+/** p, or undefined once ms pass (the caller asserts it did not time out). */
+const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
 
 const done = (n = 1) => Array.from({ length: n }, () => reply(say("Done.")));
 
@@ -58,5 +68,27 @@ describe("verification baseline", () => {
     expect(report.verification?.checks.map((c) => [c.project, c.name])).toContainEqual(["sub", "test"]);
     // The server ran outside the sandbox: a node_modules link in (say) the home folder would feed every node program there.
     expect(await fs.readdir(outside)).toEqual([]);
+  });
+});
+
+describe("files that block", () => {
+  test("a tsconfig.json that is a FIFO does not freeze the server during verification", async () => {
+    // Verification type-checks with ts-morph inside the server process when the workspace has no typescript. ts-morph
+    // reads tsconfig.json with a synchronous read: on a FIFO that blocks the event loop for good (no reply, no TaskStop,
+    // no SIGTERM). A sandboxed command can make the FIFO (mkfifo), and an unpacked archive can hold one.
+    const ws = await workspaceWith({ "package.json": JSON.stringify({ name: "p", type: "module" }) });
+    execFileSync("mkfifo", [path.join(ws, "tsconfig.json")]);
+    const { conn } = await serve(ws, [reply(use("Write", { file_path: "src/a.ts", content: "export const a = 1;\n" })), ...done(3)]);
+    const started = await conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true });
+    const runId = (started.structuredContent as { run_id: string }).run_id;
+    const status = async () => {
+      const r = await within(conn.call("TaskOutput", { run_id: runId, wait_seconds: 1 }), 5_000);
+      return r ? (r.structuredContent as { status?: string }).status : "no answer";
+    };
+    let last: string | undefined;
+    const ended = await waitUntil(async () => !["running", "starting", "verifying", "no answer"].includes((last = await status()) ?? "") || last === "no answer", 30_000);
+    expect(ended).toBe(true);
+    expect(last).not.toBe("no answer");
+    expect(await within(conn.client.ping(), 5_000)).toBeDefined();
   });
 });
