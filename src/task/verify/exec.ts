@@ -147,8 +147,11 @@ async function readResult(spec: CheckSpec, i: number, reportDir: string, project
 export async function tsMorphCheck(spec: CheckSpec, root: string): Promise<RawResult> {
   const started = Date.now();
   const dir = path.join(root, spec.project);
+  const config = path.join(dir, "tsconfig.json");
+  // ts-morph reads synchronously in the server's own thread: a FIFO or device there would block the whole server.
+  if (!(await fs.stat(config).catch(() => undefined))?.isFile()) return notRun(spec, "tsconfig.json is not a regular file");
   const { Project } = await import("ts-morph");
-  const project = new Project({ tsConfigFilePath: path.join(dir, "tsconfig.json") });
+  const project = new Project({ tsConfigFilePath: config });
   const lines = project.getPreEmitDiagnostics().map((d) => {
     const text = d.getMessageText();
     const message = typeof text === "string" ? text : text.getMessageText();
