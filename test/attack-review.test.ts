@@ -1,4 +1,5 @@
 import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
@@ -50,7 +51,7 @@ async function runTask(ws: string, steps: Step[], args: string[] = []) {
 }
 
 /** p, or undefined once ms pass (the caller asserts it did not time out). */
-const within = <T>(p: Promise<T>, ms: number) => Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
+const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.catch(() => undefined), new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
 
 const done = (n = 1) => Array.from({ length: n }, () => reply(say("Done.")));
 
@@ -93,5 +94,43 @@ describe("files that block", () => {
     expect(await waitUntil(settled, 30_000)).toBe(true);
     expect(statuses.at(-1)).not.toBe("no answer");
     expect(await within(conn.client.ping(), 5_000)).toBeDefined();
+  });
+});
+
+/** How many of pid's threads wait in open() for a FIFO's other end. */
+function threadsOpeningFifo(pid: number): number {
+  const dir = `/proc/${pid}/task`;
+  const tids = (() => {
+    try {
+      return readdirSync(dir);
+    } catch {
+      return [];
+    }
+  })();
+  return tids.filter((tid) => {
+    try {
+      return readFileSync(`${dir}/${tid}/wchan`, "utf8").includes("wait_for_partner");
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+describe("files that block the server's reads", () => {
+  test("a FIFO among .claude/agents/*.md neither hangs Task nor starves the server's other file reads", async () => {
+    // Agent definitions are read with fs.readFile, which opens a FIFO and waits for a writer in one of libuv's four
+    // pool threads. Each Task call parks one; after four, every asynchronous file operation of the server waits.
+    const ws = await workspaceWith({ "notes.txt": "hello\n" });
+    await fs.mkdir(path.join(ws, ".claude", "agents"), { recursive: true });
+    execFileSync("mkfifo", [path.join(ws, ".claude", "agents", "evil.md")]);
+    const { conn } = await serve(ws, [...done(8)]);
+    const tasks = Array.from({ length: 4 }, () => within(conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true }), 15_000));
+    // Once the server's threads sit opening the FIFO (or after 10 s), an ordinary Read must still answer.
+    await waitUntil(() => threadsOpeningFifo(conn.pid) >= 4, 10_000);
+    const read = await within(conn.call("Read", { file_path: "notes.txt" }), 10_000);
+    const answered = await Promise.all(tasks);
+    expect(read, "Read of an ordinary file answers").toBeDefined();
+    expect(text(read!)).toContain("hello");
+    expect(answered.filter((t) => t === undefined), "Task calls that never answered").toEqual([]);
   });
 });
