@@ -3,6 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
 import { packageRoot } from "./paths.js";
+import { readRegularText } from "./files/regular.js";
 
 export interface Doc<M> {
   meta: M;
@@ -80,7 +81,9 @@ async function agentsIn(dir: string): Promise<Agent[]> {
   for (const f of files.filter((f) => f.endsWith(".md")).sort()) {
     const file = path.join(dir, f);
     try {
-      const doc = parseFrontMatter<AgentMeta>(await fs.readFile(file, "utf8"), file);
+      const text = await readRegularText(file);
+      if (text === undefined) throw new Error("not a regular file");
+      const doc = parseFrontMatter<AgentMeta>(text, file);
       if (doc.meta.name) agents.push(toAgent(doc, file));
     } catch (e) {
       process.stderr.write(`skipping agent definition ${file}: ${(e as Error).message}\n`);

@@ -125,8 +125,10 @@ describe("files that block the server's reads", () => {
     execFileSync("mkfifo", [path.join(ws, ".claude", "agents", "evil.md")]);
     const { conn } = await serve(ws, [...done(8)]);
     const tasks = Array.from({ length: 4 }, () => within(conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true }), 15_000));
-    // Once the server's threads sit opening the FIFO (or after 10 s), an ordinary Read must still answer.
-    await waitUntil(() => threadsOpeningFifo(conn.pid) >= 4, 10_000);
+    let answeredCount = 0;
+    for (const t of tasks) void t.then(() => answeredCount++);
+    // Once the Tasks answered, or the server's threads sit opening the FIFO, an ordinary Read must still answer.
+    await waitUntil(() => answeredCount === tasks.length || threadsOpeningFifo(conn.pid) >= 4, 10_000);
     const read = await within(conn.call("Read", { file_path: "notes.txt" }), 10_000);
     const answered = await Promise.all(tasks);
     expect(read, "Read of an ordinary file answers").toBeDefined();

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { readRegularText } from "../../files/regular.js";
 import { CONFIG_FILE, checksConfigSchema, type ParserName } from "./schema.js";
 
 /** Detects the projects a run touched and the checks each one gets, per stack. */
@@ -40,7 +41,7 @@ const NPM_DEFAULT_TEST = /no test specified/;
 export const onPath = (cmd: string) => (process.env.PATH ?? "").split(path.delimiter).some((dir) => dir && existsSync(path.join(dir, cmd)));
 const shq = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 const exists = (p: string) => fs.stat(p).then(() => true, () => false);
-const readText = (p: string) => fs.readFile(p, "utf8").catch(() => "");
+const readText = async (p: string) => (await readRegularText(p)) ?? "";
 
 /** Reads a file (path relative to the workspace) as it was at the checkpoint; undefined when it did not exist. */
 export type AtCheckpoint = (rel: string) => Promise<string | undefined>;
@@ -199,7 +200,7 @@ async function javaChecks(dir: string, project: string): Promise<CheckSpec[]> {
 
 /** The committed checks file, as it was at the checkpoint when there is one (the agent cannot rewrite how it is judged). */
 export async function configuredChecks(root: string, before?: AtCheckpoint): Promise<CheckSpec[] | undefined> {
-  const text = before ? await before(CONFIG_FILE) : await fs.readFile(path.join(root, CONFIG_FILE), "utf8").catch(() => undefined);
+  const text = before ? await before(CONFIG_FILE) : await readRegularText(path.join(root, CONFIG_FILE));
   if (text === undefined) return undefined;
   let json: unknown;
   try {
