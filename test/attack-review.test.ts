@@ -136,3 +136,15 @@ describe("files that block the server's reads", () => {
     expect(answered.filter((t) => t === undefined), "Task calls that never answered").toEqual([]);
   });
 });
+
+describe("partner agents from the workspace", () => {
+  test("front matter of the wrong types (description: 42, model: [..]) does not break Task", async () => {
+    const ws = await workspaceWith({
+      ".claude/agents/odd.md": "---\nname: odd\ndescription: 42\nmodel: [a, b]\n---\nYou are odd.\n",
+      "notes.txt": "hello\n",
+    });
+    const { report, text: out } = await runTask(ws, [reply(use("Read", { file_path: "notes.txt" })), ...done()]);
+    expect(out).not.toMatch(/TypeError|is not a function/);
+    expect(report.status).toBe("unverified");
+  });
+});
