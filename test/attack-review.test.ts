@@ -1,5 +1,5 @@
-import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, test } from "vitest";
@@ -146,5 +146,29 @@ describe("partner agents from the workspace", () => {
     const { report, text: out } = await runTask(ws, [reply(use("Read", { file_path: "notes.txt" })), ...done()]);
     expect(out).not.toMatch(/TypeError|is not a function/);
     expect(report.status).toBe("unverified");
+  });
+});
+
+describe("the plugin launcher", () => {
+  test("started in a hostile project, it does not run the project's own node_modules/backend-developer-mcp", async () => {
+    // Claude Code starts plugin servers in the project folder. Copied from a marketplace, plugin/bin/server.mjs runs
+    // `npx -y backend-developer-mcp@<version>`, and npx prefers a matching package in the current project's
+    // node_modules (and reads the project's .npmrc): a cloned repository then runs its own code, with no sandbox.
+    const installed = await outsideDir();
+    await fs.cp(path.resolve(import.meta.dirname, "..", "plugin"), path.join(installed, "plugin"), { recursive: true });
+    const version = (JSON.parse(await fs.readFile(path.join(installed, "plugin", ".claude-plugin", "plugin.json"), "utf8")) as { version: string }).version;
+    const marker = path.join(await outsideDir(), "ran");
+    const pkgDir = "node_modules/backend-developer-mcp";
+    const ws = await workspaceWith({
+      [`${pkgDir}/package.json`]: JSON.stringify({ name: "backend-developer-mcp", version, bin: { "backend-developer-mcp": "cli.js" } }),
+      [`${pkgDir}/cli.js`]: `#!/usr/bin/env node\nrequire("node:fs").writeFileSync(${JSON.stringify(marker)}, "the repository's code ran");\n`,
+    });
+    await fs.chmod(path.join(ws, pkgDir, "cli.js"), 0o755);
+    await fs.mkdir(path.join(ws, "node_modules", ".bin"));
+    await fs.symlink("../backend-developer-mcp/cli.js", path.join(ws, "node_modules", ".bin", "backend-developer-mcp"));
+    // Offline, so the test never reaches the registry: the launcher fails to fetch the real package, and must not fall back on the repository's.
+    const run = spawnSync(process.execPath, [path.join(installed, "plugin", "bin", "server.mjs")], { cwd: ws, env: { ...process.env, npm_config_offline: "true" }, input: "", timeout: 60_000 });
+    expect(run.error).toBeUndefined();
+    expect(existsSync(marker)).toBe(false);
   });
 });
