@@ -28,7 +28,9 @@ if (readJson(path.join(clone, "package.json"))?.name === NAME) {
 } else {
   const { version } = readJson(path.join(plugin, ".claude-plugin", "plugin.json")) ?? {};
   const npx = process.platform === "win32" ? "npx.cmd" : "npx";
-  const child = spawn(npx, ["-y", `${NAME}@${version}`, ...process.argv.slice(2)], { stdio: "inherit" });
+  // --prefix: npm must not take a matching package from the project's node_modules, nor read its .npmrc (the project is
+  // untrusted and this runs outside any sandbox); the server still runs in the current folder.
+  const child = spawn(npx, ["-y", "--prefix", plugin, `${NAME}@${version}`, ...process.argv.slice(2)], { stdio: "inherit" });
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
   child.on("error", (e) => {
     process.stderr.write(`${NAME}: could not start npx: ${e.message}\n`);
