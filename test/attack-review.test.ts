@@ -172,3 +172,23 @@ describe("the plugin launcher", () => {
     expect(existsSync(marker)).toBe(false);
   });
 });
+
+describe("verification output", () => {
+  test("a check printing one diagnostic line many times does not stall the server while it is parsed", async () => {
+    // parseDiagnostics numbers repeats by probing "key (×2)", "key (×3)", … one by one: quadratic in the repeats, on the
+    // server's event loop. 1 MB of output (what is read back) is about 125,000 lines: tens of minutes with no reply.
+    const lint = `node -e "process.stdout.write('error e\\\\n'.repeat(30000)); process.exit(1)"`;
+    const ws = await workspaceWith({ "package.json": JSON.stringify({ name: "p", scripts: { lint } }) });
+    const { conn } = await serve(ws, [reply(use("Write", { file_path: "src/a.js", content: "export const a = 1;\n" })), ...done(3)]);
+    const started = await conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true });
+    const runId = (started.structuredContent as { run_id: string }).run_id;
+    const statuses: string[] = [];
+    const settled = async () => {
+      const r = await within(conn.call("TaskOutput", { run_id: runId, wait_seconds: 1 }), 5_000);
+      statuses.push(r ? String((r.structuredContent as { status?: string }).status) : "no answer");
+      return !["queued", "running"].includes(statuses.at(-1)!);
+    };
+    expect(await waitUntil(settled, 60_000)).toBe(true);
+    expect(statuses).not.toContain("no answer");
+  }, 90_000);
+});
