@@ -192,3 +192,24 @@ describe("verification output", () => {
     expect(statuses).not.toContain("no answer");
   }, 90_000);
 });
+
+describe("the in-process type check", () => {
+  test("a tsconfig.json that includes the whole file system does not stall the server", async () => {
+    // Without typescript in the workspace, ts-morph builds the tsconfig program in the server's own thread, synchronously.
+    // The workspace chooses what it includes: here all of /usr (about 17 s of frozen server on the test machine; a home
+    // folder full of node_modules takes minutes, or the memory). Nothing answers meanwhile, TaskStop included.
+    const tsconfig = { compilerOptions: { allowJs: true, noEmit: true }, include: ["/usr/**/*"] };
+    const ws = await workspaceWith({ "package.json": JSON.stringify({ name: "p" }), "tsconfig.json": JSON.stringify(tsconfig) });
+    const { conn } = await serve(ws, [reply(use("Write", { file_path: "src/a.ts", content: "export const a = 1;\n" })), ...done(3)]);
+    const started = await conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true });
+    const runId = (started.structuredContent as { run_id: string }).run_id;
+    const statuses: string[] = [];
+    const settled = async () => {
+      const r = await within(conn.call("TaskOutput", { run_id: runId, wait_seconds: 1 }), 5_000);
+      statuses.push(r ? String((r.structuredContent as { status?: string }).status) : "no answer");
+      return !["queued", "running"].includes(statuses.at(-1)!);
+    };
+    expect(await waitUntil(settled, 90_000)).toBe(true);
+    expect(statuses).not.toContain("no answer");
+  }, 120_000);
+});
