@@ -6,7 +6,7 @@ import { build } from "esbuild";
 await rm("dist", { recursive: true, force: true });
 
 await build({
-  entryPoints: { cli: "src/cli.ts", demo: "src/testing/demo.ts" },
+  entryPoints: { cli: "src/cli.ts", demo: "src/testing/demo.ts", "ts-check": "src/task/verify/ts-check.ts" },
   outdir: "dist",
   bundle: true,
   splitting: true,

@@ -2,7 +2,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
+import { z } from "zod";
 import { packageRoot } from "./paths.js";
+import { readRegularText } from "./files/regular.js";
 
 export interface Doc<M> {
   meta: M;
@@ -44,12 +46,14 @@ export function render(template: string, args: Record<string, string | undefined
 
 export const instructions = () => readFileSync(path.join(promptsDir, "instructions.md"), "utf8").trim();
 
-export interface AgentMeta {
-  name: string;
-  description?: string;
-  tools?: string | string[];
-  model?: string;
-}
+/** An agent file's front matter (Claude Code's fields; others are ignored). Workspace files are hostile: types are checked. */
+const agentMetaSchema = z.object({
+  name: z.string().min(1),
+  description: z.string().optional(),
+  tools: z.union([z.string(), z.array(z.string())]).optional(),
+  model: z.string().optional(),
+});
+export type AgentMeta = z.infer<typeof agentMetaSchema>;
 
 export interface Agent {
   name: string;
@@ -83,8 +87,13 @@ async function agentsIn(dir: string): Promise<Agent[]> {
   for (const f of files.filter((f) => f.endsWith(".md")).sort()) {
     const file = path.join(dir, f);
     try {
-      const doc = parseFrontMatter<AgentMeta>(await fs.readFile(file, "utf8"), file);
-      if (doc.meta.name) agents.push(toAgent(doc, file));
+      const text = await readRegularText(file);
+      if (text === undefined) throw new Error("not a regular file");
+      const doc = parseFrontMatter<unknown>(text, file);
+      if (!(doc.meta as { name?: unknown }).name) continue;
+      const meta = agentMetaSchema.safeParse(doc.meta);
+      if (!meta.success) throw new Error(meta.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+      agents.push(toAgent({ meta: meta.data, body: doc.body }, file));
     } catch (e) {
       process.stderr.write(`skipping agent definition ${file}: ${(e as Error).message}\n`);
     }

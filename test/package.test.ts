@@ -157,21 +157,49 @@ describe("npm package", () => {
     expect(help.stdout).toContain("--workspace DIR");
   }, 240_000);
 
-  test("the plugin's launcher, copied away from a clone (a remote marketplace), starts the npm package of its version", async () => {
-    // plugin/.mcp.json runs node ${CLAUDE_PLUGIN_ROOT}/bin/server.mjs. Outside a clone it runs `npx -y <name>@<version>`,
-    // which npx resolves offline from the project where the tarball is installed (the previous test's app folder).
+  test("the plugin's launcher, copied away from a clone (a remote marketplace), starts the npm package of its version, never the project's", async () => {
+    // plugin/.mcp.json runs node ${CLAUDE_PLUGIN_ROOT}/bin/server.mjs. Outside a clone it runs
+    // the npm package of its version installed into the plugin's own folder (.runtime/; here the tarball, installed there
+    // beforehand as the launcher would on first start), never a package from the project's node_modules.
     const { mcpServers } = JSON.parse(await fs.readFile(path.join(ROOT, "plugin", ".mcp.json"), "utf8")) as {
       mcpServers: Record<string, { command: string; args: string[] }>;
     };
     const entry = mcpServers["backend-developer"]!;
     const copy = path.join(tmp, "plugin-cache", "backend-developer", pkg.version);
     await fs.cp(path.join(ROOT, "plugin"), copy, { recursive: true });
+    await npm(
+      [
+        "install",
+        "--no-save",
+        "--no-audit",
+        "--no-fund",
+        "--prefer-offline",
+        "--prefix",
+        path.join(copy, ".runtime"),
+        tgz,
+      ],
+      copy,
+    );
     const args = entry.args.map((a) => a.replace("${CLAUDE_PLUGIN_ROOT}", copy));
+    // The project (the server's working folder) holds a planted package of the same name and version: never run.
+    const project = await tempDir("bdm-pkg-project-");
+    const planted = path.join(project, "node_modules", pkg.name);
+    await fs.mkdir(path.join(planted, "dist"), { recursive: true });
+    await fs.writeFile(
+      path.join(planted, "package.json"),
+      JSON.stringify({ name: pkg.name, version: pkg.version, bin: { [pkg.name]: "dist/cli.js" } }),
+    );
+    await fs.writeFile(
+      path.join(planted, "dist", "cli.js"),
+      `#!/usr/bin/env node\nrequire("fs").writeFileSync(${JSON.stringify(path.join(project, "PLANTED-RAN"))}, "x");\n`,
+    );
     await exercise(
       entry.command === "node" ? process.execPath : entry.command,
       [...args, "--workspace", ws, "--sandbox", "off"],
-      path.join(tmp, "app"),
+      project,
     );
+    await expect(fs.access(path.join(project, "PLANTED-RAN"))).rejects.toThrow();
+    await fs.rm(project, { recursive: true, force: true });
   }, 240_000);
 });
 

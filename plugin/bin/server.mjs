@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Starts the backend-developer MCP server for the Claude Code plugin; stdout carries only the protocol.
 // - In a clone of the repository (a local marketplace, which Claude Code runs in place): the clone's own build.
-// - Elsewhere (the plugin copied from a remote marketplace): the npm package of the plugin's own version.
-import { spawn } from "node:child_process";
+// - Elsewhere (the plugin copied from a remote marketplace): the npm package of the plugin's own version, installed
+//   into the plugin's folder on first start.
+import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -28,13 +29,36 @@ if (readJson(path.join(clone, "package.json"))?.name === NAME) {
   }
   await import(pathToFileURL(cli).href);
 } else {
+  await startInstalled();
+}
+
+/**
+ * Outside a clone: the npm package of the plugin's own version, installed once into the plugin's folder (.runtime/) and
+ * run from there. Never through npx in the project folder: npx would prefer a matching package in the project's
+ * node_modules and read its .npmrc, and the project is untrusted while this runs outside any sandbox.
+ */
+async function startInstalled() {
   const { version } = readJson(path.join(plugin, ".claude-plugin", "plugin.json")) ?? {};
-  const npx = process.platform === "win32" ? "npx.cmd" : "npx";
-  const child = spawn(npx, ["-y", `${NAME}@${version}`, ...process.argv.slice(2)], { stdio: "inherit" });
-  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(signal, () => child.kill(signal));
-  child.on("error", (e) => {
-    process.stderr.write(`${NAME}: could not start npx: ${e.message}\n`);
-    process.exit(1);
-  });
-  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+  const runtime = path.join(plugin, ".runtime");
+  const installed = path.join(runtime, "node_modules", NAME);
+  if (readJson(path.join(installed, "package.json"))?.version !== version) {
+    const npm = process.platform === "win32" ? "npm.cmd" : "npm";
+    // npm's own output goes to stderr: stdout belongs to the protocol.
+    const install = spawnSync(
+      npm,
+      ["install", "--no-save", "--no-audit", "--no-fund", "--prefix", runtime, `${NAME}@${version}`],
+      {
+        cwd: plugin,
+        stdio: ["ignore", 2, 2],
+        shell: process.platform === "win32",
+      },
+    );
+    if (install.status !== 0) {
+      process.stderr.write(
+        `${NAME}: could not install ${NAME}@${version} into ${runtime} (npm exited ${install.status}).\n`,
+      );
+      process.exit(1);
+    }
+  }
+  await import(pathToFileURL(path.join(installed, "dist", "cli.js")).href);
 }

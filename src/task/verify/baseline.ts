@@ -5,7 +5,7 @@ import path from "node:path";
 import { exportTree, readBlob, type GitDir } from "../git.js";
 import { Workspace } from "../../files/workspace.js";
 import type { CheckSpec } from "./detect.js";
-import { runProjectChecks, tsMorphCheck, type ExecOptions, type RawResult } from "./exec.js";
+import { runProjectChecks, type ExecOptions, type RawResult } from "./exec.js";
 
 /**
  * The checks' results at the checkpoint, for telling the run's failures from those already there.
@@ -26,13 +26,27 @@ export function checkpointReader(repo: GitDir, checkpoint: string): (rel: string
   return (rel) => readBlob(repo, checkpoint, rel);
 }
 
-/** Links each project's ignored dependency folders (node_modules, .venv, vendor) from the workspace into the copy. */
+/** Whether every folder from dir down to dir/rel is a real folder (no link): the copy holds the checkpoint's links as they were. */
+async function realFoldersDown(dir: string, rel: string): Promise<boolean> {
+  let at = dir;
+  for (const part of rel.split("/").filter((p) => p && p !== ".")) {
+    at = path.join(at, part);
+    if (!(await fs.lstat(at).catch(() => undefined))?.isDirectory()) return false;
+  }
+  return true;
+}
+
+/**
+ * Links each project's ignored dependency folders (node_modules, .venv, vendor) from the workspace into the copy; never
+ * through a link in the copy (a project folder that was a link at the checkpoint would put the link outside).
+ */
 async function linkDependencies(workdir: string, dir: string, projects: string[]): Promise<void> {
   for (const project of new Set([".", ...projects])) {
+    if (!(await realFoldersDown(dir, project))) continue;
     for (const name of DEPENDENCY_DIRS) {
       const source = path.join(workdir, project, name);
       const target = path.join(dir, project, name);
-      if (existsSync(source) && !existsSync(target) && existsSync(path.dirname(target)))
+      if (existsSync(source) && !(await fs.lstat(target).catch(() => undefined)))
         await fs.symlink(source, target, "dir").catch(() => undefined);
     }
   }
@@ -64,10 +78,7 @@ export async function baselineResults(
     );
     const ctx = { ...o.ctx, ws: await Workspace.open(dir), progress: (m: string) => o.ctx.progress(`baseline · ${m}`) };
     for (const group of groupByProject(todo)) {
-      const results =
-        group[0]!.parser === "ts-morph"
-          ? [await tsMorphCheck(group[0]!, dir)]
-          : await runProjectChecks(group, { ...o, ctx, baseline: true });
+      const results = await runProjectChecks(group, { ...o, ctx, baseline: true });
       results.forEach((r) => out.set(r.spec, r));
     }
   } finally {
@@ -82,12 +93,11 @@ export async function baselineResults(
   return out;
 }
 
-/** Specs grouped per project folder, in-process checks (ts-morph) alone, order kept. */
+/** Specs grouped per project folder, order kept: each group runs as one sandboxed command. */
 export function groupByProject(specs: CheckSpec[]): CheckSpec[][] {
   const groups = new Map<string, CheckSpec[]>();
   for (const s of specs) {
-    const key = s.parser === "ts-morph" ? `${s.project}\0ts-morph` : s.project;
-    groups.set(key, [...(groups.get(key) ?? []), s]);
+    groups.set(s.project, [...(groups.get(s.project) ?? []), s]);
   }
   return [...groups.values()];
 }

@@ -1,6 +1,8 @@
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { readRegularText } from "../../files/regular.js";
+import { packageRoot } from "../../paths.js";
 import { CONFIG_FILE, checksConfigSchema, type ParserName } from "./schema.js";
 
 /** Detects the projects a run touched and the checks each one gets, per stack. */
@@ -56,7 +58,7 @@ const exists = (p: string) =>
     () => true,
     () => false,
   );
-const readText = (p: string) => fs.readFile(p, "utf8").catch(() => "");
+const readText = async (p: string) => (await readRegularText(p)) ?? "";
 
 /** Reads a file (path relative to the workspace) as it was at the checkpoint; undefined when it did not exist. */
 export type AtCheckpoint = (rel: string) => Promise<string | undefined>;
@@ -251,7 +253,9 @@ async function nodeChecks(dir: string, project: string, root: string, before: At
       });
   }
   // The project's own typecheck script is its whole-project type check; without one, the server runs tsc (or ts-morph) over tsconfig.json.
-  if (!typecheck && existsSync(path.join(dir, "tsconfig.json"))) specs.push(await tscCheck(dir, project, root));
+  // A tsconfig.json that is no regular file (a FIFO would hang the check until its timeout) is not type-checked.
+  const tsconfig = await fs.stat(path.join(dir, "tsconfig.json")).catch(() => undefined);
+  if (!typecheck && tsconfig?.isFile()) specs.push(await tscCheck(dir, project, root));
   if (has("test"))
     specs.push({
       name: "test",
@@ -265,7 +269,7 @@ async function nodeChecks(dir: string, project: string, root: string, before: At
   return specs;
 }
 
-/** tsc from the workspace's own typescript (nearest node_modules/.bin up to the root), else ts-morph in the server. */
+/** tsc from the workspace's own typescript (nearest node_modules/.bin up to the root), else ts-morph (dist/ts-check.js) in the sandbox. */
 async function tscCheck(dir: string, project: string, root: string): Promise<CheckSpec> {
   for (let d = dir; ; d = path.dirname(d)) {
     const bin = path.join(d, "node_modules", ".bin", "tsc");
@@ -287,10 +291,10 @@ async function tscCheck(dir: string, project: string, root: string): Promise<Che
     name: "tsc",
     project,
     stack: "node",
-    command: "ts-morph diagnostics of the tsconfig.json program",
-    script: "",
-    parser: "ts-morph",
-    requires: [],
+    command: "ts-morph diagnostics of the tsconfig.json program (the server's own TypeScript)",
+    script: `node ${shq(path.join(packageRoot, "dist", "ts-check.js"))} tsconfig.json`,
+    parser: "diagnostics",
+    requires: ["node"],
   };
 }
 
@@ -385,9 +389,7 @@ async function javaChecks(dir: string, project: string): Promise<CheckSpec[]> {
 
 /** The committed checks file, as it was at the checkpoint when there is one (the agent cannot rewrite how it is judged). */
 export async function configuredChecks(root: string, before?: AtCheckpoint): Promise<CheckSpec[] | undefined> {
-  const text = before
-    ? await before(CONFIG_FILE)
-    : await fs.readFile(path.join(root, CONFIG_FILE), "utf8").catch(() => undefined);
+  const text = before ? await before(CONFIG_FILE) : await readRegularText(path.join(root, CONFIG_FILE));
   if (text === undefined) return undefined;
   let json: unknown;
   try {

@@ -200,25 +200,3 @@ async function readResult(
     );
   return { spec, result: exitCode === 0 ? "passed" : "failed", exitCode, durationMs, output, reports };
 }
-
-/** Whole-program TypeScript diagnostics with ts-morph, in the server (the workspace has no typescript of its own). */
-export async function tsMorphCheck(spec: CheckSpec, root: string): Promise<RawResult> {
-  const started = Date.now();
-  const dir = path.join(root, spec.project);
-  const { Project } = await import("ts-morph");
-  const project = new Project({ tsConfigFilePath: path.join(dir, "tsconfig.json") });
-  const lines = project.getPreEmitDiagnostics().map((d) => {
-    const text = d.getMessageText();
-    const message = typeof text === "string" ? text : text.getMessageText();
-    const file = d.getSourceFile()?.getFilePath();
-    return `${file ? path.relative(dir, file) : "(project)"}(${d.getLineNumber() ?? 0},0): error TS${d.getCode()}: ${message}`;
-  });
-  return {
-    spec,
-    result: lines.length ? "failed" : "passed",
-    exitCode: lines.length ? 1 : 0,
-    durationMs: Date.now() - started,
-    output: lines.join("\n"),
-    reports: [],
-  };
-}

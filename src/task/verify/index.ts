@@ -4,7 +4,7 @@ import type { Tool, ToolContext } from "../../server/tool.js";
 import { baselineResults, checkpointReader, groupByProject } from "./baseline.js";
 import { compareCheck } from "./compare.js";
 import { allProjects, planChecks, touchedProjects, type CheckSpec } from "./detect.js";
-import { runProjectChecks, tsMorphCheck, type ExecOptions, type RawResult } from "./exec.js";
+import { runProjectChecks, type ExecOptions, type RawResult } from "./exec.js";
 import { renderBrief } from "./render.js";
 import type { CheckResult, Verification } from "./schema.js";
 
@@ -31,11 +31,7 @@ async function runChecks(specs: CheckSpec[], o: ExecOptions): Promise<RawResult[
   const results: RawResult[] = [];
   for (const group of groupByProject(specs)) {
     o.ctx.progress(`verifying ${group[0]!.project}: ${group.map((s) => s.command).join(", ")}`);
-    results.push(
-      ...(group[0]!.parser === "ts-morph"
-        ? [await tsMorphCheck(group[0]!, o.ctx.ws.root)]
-        : await runProjectChecks(group, o)),
-    );
+    results.push(...(await runProjectChecks(group, o)));
   }
   return results;
 }

@@ -10,10 +10,16 @@ const DETAIL_CHARS = 1_500;
 const clip = (s: string) => (s.length > DETAIL_CHARS ? `${s.slice(0, DETAIL_CHARS)}…` : s);
 const empty = (): Findings => ({ failed: new Map(), passed: new Set() });
 
-/** Keys that repeat (two identical diagnostics in one file) get a count, so a second copy of an old violation is new. */
-function addCounted(f: Findings, key: string, detail: string): void {
+/**
+ * Keys that repeat (two identical diagnostics in one file) get a count, so a second copy of an old violation is new.
+ * seen counts each key's copies so far: probing "(×2)", "(×3)", … one by one would be quadratic in hostile output.
+ */
+function addCounted(f: Findings, seen: Map<string, number>, key: string, detail: string): void {
+  let n = seen.get(key) ?? 0;
   let k = key;
-  for (let n = 2; f.failed.has(k); n++) k = `${key} (×${n})`;
+  do k = ++n === 1 ? key : `${key} (×${n})`;
+  while (f.failed.has(k));
+  seen.set(key, n);
   f.failed.set(k, detail);
 }
 
@@ -142,6 +148,7 @@ const FILE_HEADER = /^(\/|\.{0,2}\/?[\w@.-]+\/)?[\w@./-]+\.\w{1,5}$/;
 /** Type-checker, linter and compiler output: one key per diagnostic line with line and column numbers removed. */
 export function parseDiagnostics(text: string): Findings {
   const f = empty();
+  const seen = new Map<string, number>();
   let file = "";
   for (const raw of text.split("\n")) {
     const line = raw.trimEnd();
@@ -153,7 +160,7 @@ export function parseDiagnostics(text: string): Findings {
     if (!LOOKS_DIAGNOSTIC.test(line)) continue;
     const position = /^\s+\d+:\d+\s+/.test(line) && file;
     const key = `${position ? `${file}: ` : ""}${withoutPosition(line.trim())}`;
-    addCounted(f, key, position ? `${file}\n${line}` : line);
+    addCounted(f, seen, key, position ? `${file}\n${line}` : line);
   }
   return f;
 }
@@ -179,7 +186,6 @@ export async function findingsFor(parser: ParserName, output: string, reports: s
     case "tests":
       return parseTestText(output);
     case "diagnostics":
-    case "ts-morph":
       return parseDiagnostics(output);
     default:
       return empty();

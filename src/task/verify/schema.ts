@@ -38,7 +38,7 @@ export type Verification = z.infer<typeof verificationSchema>;
 
 /** How a check's output is read: per test, per diagnostic line, or only by its exit code. */
 export const parserSchema = z.enum(["tests", "diagnostics", "exit-code"]);
-export type ParserName = z.infer<typeof parserSchema> | "junit" | "go-json" | "cargo-test" | "ts-morph";
+export type ParserName = z.infer<typeof parserSchema> | "junit" | "go-json" | "cargo-test";
 
 /** The checks a repository commits at its root, replacing detection. */
 export const CONFIG_FILE = "backend-agent.checks.json";
