@@ -3,7 +3,8 @@
 import { Workspace } from "./files/workspace.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { pkg } from "./paths.js";
-import { BackgroundCommands, backgroundToolsForAgents } from "./sandbox/background.js";
+import { BackgroundCommands } from "./sandbox/background.js";
+import { backgroundToolsForAgents } from "./sandbox/background-view.js";
 import { createSandbox, type Sandbox } from "./sandbox/sandbox.js";
 import { createServer, fileTools, log } from "./server/server.js";
 import { StdioTransport } from "./server/stdio.js";

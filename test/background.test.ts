@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterEach, describe, expect, test } from "vitest";
-import type { BackgroundView } from "../src/sandbox/background.js";
+import type { BackgroundView } from "../src/sandbox/background-view.js";
 import { reply, say, ScriptedModel, use } from "../src/testing/scripted-model.js";
 import { connect, fail, ok, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
 

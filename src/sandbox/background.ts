@@ -1,19 +1,16 @@
 // Background commands: `Run {run_in_background: true}` starts a sandboxed command that outlives the call; TaskOutput reads
 // what it printed since the last read, TaskStop ends its whole process tree. Ids share the run_id namespace of Task runs.
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { z } from "zod";
-import { packageRoot } from "../paths.js";
 import { processesWithToken, processTree, signalAll, waitGone } from "./proctree.js";
 import type { Sandbox } from "./sandbox.js";
-import { defineTool, type Tool, type ToolContext, type ToolOutput } from "../server/tool.js";
-import { BoundedOutput, commandEnv, killGroup } from "./command.js";
+import type { ToolContext, ToolOutput } from "../server/tool.js";
+import { BoundedOutput, commandEnv, KILL_GRACE_MS, killGroup } from "./command.js";
+import { type BackgroundSummary, type BackgroundView, describe, present, startedOutput } from "./background-view.js";
 import { ToolError } from "../server/errors.js";
 
 export const BACKGROUND_PREFIX = "bg-";
 export const isBackgroundId = (id: string) => id.startsWith(BACKGROUND_PREFIX);
 
-const KILL_GRACE_MS = 500;
 /** How long TaskStop waits for the process tree to go after SIGKILL before it reports failure. */
 const STOP_WAIT_MS = 5_000;
 /** Ended commands kept in memory so their last output and exit code can still be read. */
@@ -31,39 +28,6 @@ export interface BackgroundConfig {
 }
 
 type StopReason = "TaskStop" | "lifetime" | "task ended" | "server exit";
-
-export const backgroundView = z.object({
-  run_id: z.string(),
-  kind: z.literal("background_command"),
-  status: z
-    .enum(["running", "exited", "killed"])
-    .describe("running; exited (by itself: see exit_code); killed (see stop_reason)"),
-  message: z.string().describe("What the status means and what to do next"),
-  command: z.string(),
-  description: z.string().optional(),
-  output: z
-    .string()
-    .describe("Output printed since the previous TaskOutput of this command, ANSI stripped, at most 30,000 characters"),
-  omitted_chars: z.number().describe("Characters of that new output left out in the middle"),
-  total_bytes: z.number().describe("Bytes of output since the command started"),
-  exit_code: z.number().nullable(),
-  signal: z.string().nullable(),
-  stop_reason: z.enum(["TaskStop", "lifetime", "task ended", "server exit"]).optional(),
-  started_at: z.string(),
-  duration_ms: z.number(),
-});
-export type BackgroundView = z.infer<typeof backgroundView>;
-
-export const backgroundSummary = backgroundView.pick({
-  run_id: true,
-  status: true,
-  command: true,
-  description: true,
-  exit_code: true,
-  started_at: true,
-  total_bytes: true,
-});
-export type BackgroundSummary = z.infer<typeof backgroundSummary>;
 
 interface Command {
   id: string;
@@ -187,27 +151,7 @@ export class BackgroundCommands {
       this.prune();
       wakeAll();
     });
-    const minutes = Math.round(this.config.maxLifetimeMs / 60_000);
-    const lifetime = minutes >= 120 ? `${Math.round(minutes / 6) / 10} hours` : `${minutes} minutes`;
-    const text = [
-      `Started in the background as ${id}${this.config.sandbox.active ? " (sandboxed)" : ""}.`,
-      `Read its output with TaskOutput {run_id: "${id}"}; stop it with TaskStop {run_id: "${id}"}.`,
-      `It is stopped after ${lifetime}, when the server exits${c.owner ? ", and when this Task run ends" : ""}.`,
-    ].join(" ");
-    return {
-      text,
-      structured: {
-        output: "",
-        exit_code: null,
-        signal: null,
-        timed_out: false,
-        cancelled: false,
-        duration_ms: 0,
-        omitted_chars: 0,
-        sandboxed: this.config.sandbox.active,
-        run_id: id,
-      },
-    };
+    return startedOutput(id, this.config.sandbox.active, this.config.maxLifetimeMs, Boolean(c.owner));
   }
 
   /** The output since the last read; waits up to waitMs for new output or the end when there is none yet. */
@@ -340,59 +284,3 @@ export class BackgroundCommands {
 const tokenOf = (id: string) => `backend-developer-mcp:${id}`;
 
 const status = (c: Command): BackgroundView["status"] => (!c.exit ? "running" : c.stopReason ? "killed" : "exited");
-
-function describe(v: BackgroundView): string {
-  const seconds = `${(v.duration_ms / 1000).toFixed(1)} s`;
-  if (v.status === "running")
-    return `Background command ${v.run_id} is running (${seconds}). Call TaskOutput {run_id: "${v.run_id}"} again for new output; TaskStop stops it.`;
-  if (v.status === "killed")
-    return `Background command ${v.run_id} was stopped (${v.stop_reason}) after ${seconds}; its process tree is gone.`;
-  return `Background command ${v.run_id} exited with ${v.signal ? `signal ${v.signal}` : `code ${v.exit_code}`} after ${seconds}.`;
-}
-
-function present(v: BackgroundView): ToolOutput {
-  const more = v.omitted_chars ? ` (${v.omitted_chars} characters left out in the middle)` : "";
-  const body = v.output ? `${v.output}${more}` : "(no new output)";
-  return { text: `${body}\n\n[${v.message} ${v.total_bytes} bytes of output in all.]`, structured: v };
-}
-
-/** TaskOutput/TaskStop for a sub-agent: only the background commands its own run started. */
-export function backgroundToolsForAgents(background: BackgroundCommands): Tool[] {
-  const description = (name: string) => readFileSync(`${packageRoot}/tools/${name}.agent.md`, "utf8").trim();
-  const output = defineTool({
-    name: "TaskOutput",
-    title: "Read a background command",
-    annotations: { readOnlyHint: true, openWorldHint: false },
-    input: z.object({
-      run_id: z.string().optional().describe("The background command (bg-…) to read; omit to list yours"),
-      wait_seconds: z
-        .number()
-        .min(0)
-        .max(45)
-        .default(10)
-        .describe("Seconds to wait for new output or the end when there is none yet (default 10, at most 45)"),
-    }),
-    async handle({ run_id, wait_seconds }, ctx) {
-      if (!run_id) {
-        const list = background.list(ctx.signal);
-        return {
-          text:
-            list.map((c) => `- ${c.run_id} [${c.status}] ${c.command}`).join("\n") ||
-            "No background commands started by this run.",
-        };
-      }
-      return background.output(run_id, wait_seconds * 1000, ctx.signal, ctx.signal);
-    },
-  });
-  const stop = defineTool({
-    name: "TaskStop",
-    title: "Stop a background command",
-    annotations: { readOnlyHint: false, destructiveHint: true, openWorldHint: false },
-    input: z.object({ run_id: z.string().min(1).describe("The background command (bg-…) to stop") }),
-    handle: ({ run_id }, ctx) => background.stopById(run_id, ctx.signal),
-  });
-  return [
-    { ...output, description: description("TaskOutput") },
-    { ...stop, description: description("TaskStop") },
-  ];
-}

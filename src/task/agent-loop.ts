@@ -9,15 +9,17 @@ import { type ContextMark, contextBudget, estimateTokens, fitConversation, markO
 import {
   addDelegated,
   describeCall,
+  limitHit,
   MAX_OUTPUT_TOKENS,
   refusalMessage,
+  startingOutcome,
   textOf,
   toToolResult,
   truncatedResult,
 } from "./blocks.js";
 import type { Block, Message, ModelReply, ToolSpec, Usage } from "./model.js";
 import { modelOptions } from "./model-options.js";
-import { addUsage, costUsd, emptyUsage, freshTokens, modelLimits } from "./pricing.js";
+import { addUsage, costUsd, modelLimits } from "./pricing.js";
 import type { AgentStatus } from "./records.js";
 import { failureReport } from "./verify/index.js";
 
@@ -51,18 +53,7 @@ export class AgentLoop {
     this.limits = contextBudget(this.window);
     this.webAllowed = o.web ?? true;
     this.system = this.webAllowed ? o.system + webNote : o.system;
-    this.out = {
-      status: "completed",
-      summary: "",
-      // Usage recorded before a counter existed (an older run being resumed) counts it as 0.
-      usage: addUsage(emptyUsage(), o.spent.usage),
-      costUsd: costUsd(o.backend.model, o.spent.usage),
-      modelCalls: o.spent.modelCalls,
-      turns: o.spent.turns,
-      fixRounds: 0,
-      notes: [...o.backend.notes],
-      children: [],
-    };
+    this.out = startingOutcome(o);
   }
 
   /** Runs turns until the work is verified, a limit is hit, or the run fails; the outcome says which. */
@@ -132,20 +123,10 @@ export class AgentLoop {
 
   /** A budget or limit reached: ends the run, verified unless it was cancelled. */
   private async stopAtLimit(): Promise<void> {
-    const stop = this.limitHit();
+    const stop = limitHit(this.out, this.o.budget, this.o.ctx.signal.aborted);
     if (!stop) return;
     if (stop !== "cancelled") await this.checkWork();
     throw new Done(stop);
-  }
-
-  private limitHit(): AgentStatus | undefined {
-    const { out } = this;
-    const b = this.o.budget;
-    if (this.o.ctx.signal.aborted) return "cancelled";
-    if (out.turns >= b.maxTurns) return "max_turns";
-    const overCost = b.maxCostUsd !== undefined && out.costUsd >= b.maxCostUsd;
-    if (freshTokens(out.usage) >= b.maxTokens || Date.now() >= b.deadline || overCost) return "budget_exhausted";
-    return undefined;
   }
 
   private async checkWork() {

@@ -1,9 +1,10 @@
 // Content blocks of the conversation as the agent loop handles them: tool results, one-line call descriptions, text.
 import type { CallResult } from "../server/tool.js";
-import type { AgentOutcome } from "./agent.js";
+import type { AgentOptions, AgentOutcome, Budget } from "./agent.js";
 import type { ChildRun, Spent } from "./delegation.js";
 import type { Block, ModelReply } from "./model.js";
-import { addUsage, costUsd } from "./pricing.js";
+import { addUsage, costUsd, emptyUsage, freshTokens } from "./pricing.js";
+import type { AgentStatus } from "./records.js";
 
 /** Most output tokens one answer may take. */
 export const MAX_OUTPUT_TOKENS = 32_000;
@@ -57,4 +58,29 @@ export function addDelegated(out: AgentOutcome, result: CallResult, model: strin
   out.modelCalls += d.spent.modelCalls;
   out.usage = addUsage(out.usage, d.spent.usage);
   out.costUsd = costUsd(model, out.usage);
+}
+
+/** The outcome a run starts from: what earlier legs of a resumed run spent, counted on. */
+export function startingOutcome(o: AgentOptions): AgentOutcome {
+  return {
+    status: "completed",
+    summary: "",
+    // Usage recorded before a counter existed (an older run being resumed) counts it as 0.
+    usage: addUsage(emptyUsage(), o.spent.usage),
+    costUsd: costUsd(o.backend.model, o.spent.usage),
+    modelCalls: o.spent.modelCalls,
+    turns: o.spent.turns,
+    fixRounds: 0,
+    notes: [...o.backend.notes],
+    children: [],
+  };
+}
+
+/** The limit the run has reached, if any: cancelled, turns, or the token, time or cost budget. */
+export function limitHit(out: AgentOutcome, b: Budget, aborted: boolean): AgentStatus | undefined {
+  if (aborted) return "cancelled";
+  if (out.turns >= b.maxTurns) return "max_turns";
+  const overCost = b.maxCostUsd !== undefined && out.costUsd >= b.maxCostUsd;
+  if (freshTokens(out.usage) >= b.maxTokens || Date.now() >= b.deadline || overCost) return "budget_exhausted";
+  return undefined;
 }

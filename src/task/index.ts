@@ -2,4 +2,4 @@
 // is internal to it.
 export { runIdSchema, runListSchema, runViewSchema, type RunState, type TaskReport } from "./records.js";
 export { RunManager, type RunConfig } from "./runs.js";
-export { renderChecks } from "./verify/index.js";
+export { presentRun } from "./render-report.js";

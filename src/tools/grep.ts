@@ -9,43 +9,56 @@ import {
   sortByMtime,
   unignored,
 } from "../files/search.js";
-import { defineTool } from "../server/tool.js";
+import { defineTool, type ToolContext } from "../server/tool.js";
 
 const MAX_LINE_CHARS = 500;
 
 type RgText = { text?: string; bytes?: string };
 const decode = (v: RgText | undefined) => v?.text ?? Buffer.from(v?.bytes ?? "", "base64").toString("utf8");
 
+const NARROW = "Narrow the search with path, glob or type, or a more specific pattern.";
+
+const input = z.object({
+  pattern: z.string().min(1).describe("Regular expression to search for (Rust regex syntax, as ripgrep)"),
+  path: z
+    .string()
+    .optional()
+    .describe("File or folder to search, relative to the workspace root (default: the whole workspace)"),
+  glob: z.string().optional().describe('Only search files matching this glob, e.g. "*.ts" or "src/**/*.{ts,tsx}"'),
+  type: z.string().optional().describe('Only search files of this ripgrep type, e.g. "ts", "py", "go"'),
+  output_mode: z
+    .enum(["files_with_matches", "content", "count"])
+    .default("files_with_matches")
+    .describe("files_with_matches (default): paths; content: matching lines; count: matches per file"),
+  "-i": z.boolean().optional().describe("Case-insensitive search"),
+  "-n": z.boolean().optional().describe("Show line numbers in content mode (default true)"),
+  "-A": z.number().int().min(0).max(100).optional().describe("Lines of context after each match (content mode)"),
+  "-B": z.number().int().min(0).max(100).optional().describe("Lines of context before each match (content mode)"),
+  "-C": z
+    .number()
+    .int()
+    .min(0)
+    .max(100)
+    .optional()
+    .describe("Lines of context before and after each match (content mode)"),
+  multiline: z.boolean().optional().describe("Let patterns span lines; . also matches newlines"),
+  head_limit: z.number().int().min(1).optional().describe("Show at most this many lines or entries"),
+});
+type GrepArgs = z.infer<typeof input>;
+
+/** One search: rg's arguments and operands, and (with a glob) the files .gitignore does not hide. */
+interface Search {
+  args: string[];
+  operands: string[];
+  allowed: Set<string> | undefined;
+  ctx: ToolContext;
+}
+
 export default defineTool({
   name: "Grep",
   title: "Search file contents",
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-  input: z.object({
-    pattern: z.string().min(1).describe("Regular expression to search for (Rust regex syntax, as ripgrep)"),
-    path: z
-      .string()
-      .optional()
-      .describe("File or folder to search, relative to the workspace root (default: the whole workspace)"),
-    glob: z.string().optional().describe('Only search files matching this glob, e.g. "*.ts" or "src/**/*.{ts,tsx}"'),
-    type: z.string().optional().describe('Only search files of this ripgrep type, e.g. "ts", "py", "go"'),
-    output_mode: z
-      .enum(["files_with_matches", "content", "count"])
-      .default("files_with_matches")
-      .describe("files_with_matches (default): paths; content: matching lines; count: matches per file"),
-    "-i": z.boolean().optional().describe("Case-insensitive search"),
-    "-n": z.boolean().optional().describe("Show line numbers in content mode (default true)"),
-    "-A": z.number().int().min(0).max(100).optional().describe("Lines of context after each match (content mode)"),
-    "-B": z.number().int().min(0).max(100).optional().describe("Lines of context before each match (content mode)"),
-    "-C": z
-      .number()
-      .int()
-      .min(0)
-      .max(100)
-      .optional()
-      .describe("Lines of context before and after each match (content mode)"),
-    multiline: z.boolean().optional().describe("Let patterns span lines; . also matches newlines"),
-    head_limit: z.number().int().min(1).optional().describe("Show at most this many lines or entries"),
-  }),
+  input,
   async handle(a, ctx) {
     const args = [...RG_BASE];
     if (a["-i"]) args.push("--ignore-case");
@@ -53,75 +66,75 @@ export default defineTool({
     if (a.glob) args.push("--glob", a.glob);
     if (a.type) args.push("--type", a.type);
     const target = await searchTarget(a.path, ctx);
-    const operands = ["-e", a.pattern, "--", ...target];
     const allowed = a.glob ? await unignored(target, ctx) : undefined;
-    const visible = (file: string) => !allowed || allowed.has(file);
-    const narrow = "Narrow the search with path, glob or type, or a more specific pattern.";
-
-    if (a.output_mode === "files_with_matches" || a.output_mode === "count") {
-      const counts = new Map<string, string>();
-      const mode = a.output_mode === "count" ? ["--count", "--with-filename"] : ["--files-with-matches"];
-      await runRg([...args, ...mode, "--null", ...operands], ctx, (line) => {
-        if (a.output_mode === "files_with_matches") {
-          for (const file of line.split("\0")) if (file && visible(file)) counts.set(file, "");
-          return;
-        }
-        const [file = "", count = ""] = line.split("\0");
-        if (visible(file)) counts.set(file, count);
-      });
-      if (counts.size === 0) return { text: "No matches found." };
-      if (a.output_mode === "files_with_matches") {
-        const { sorted, note } = await sortByMtime([...counts.keys()], ctx.ws.root);
-        return {
-          text: `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", narrow)}`,
-        };
-      }
-      const rows = [...counts].sort(([x], [y]) => x.localeCompare(y)).map(([f, n]) => `${f}:${n}`);
-      const total = [...counts.values()].reduce((s, n) => s + Number(n), 0);
-      return {
-        text: `${plural(total, "matching line")} in ${plural(rows.length, "file")}\n${fitEntries(rows, a.head_limit, rows.length, "files", narrow)}`,
-      };
-    }
-
-    const context = a["-C"] ?? 0;
-    const [after, before] = [a["-A"] ?? context, a["-B"] ?? context];
-    if (after) args.push("--after-context", String(after));
-    if (before) args.push("--before-context", String(before));
-    const numbers = a["-n"] ?? true;
-    const rows: string[] = [];
-    let [total, shown, size, full] = [0, 0, 0, false];
-    let prev: { file: string; line: number } | undefined;
-    await runRg([...args, "--json", ...operands], ctx, (raw) => {
-      const isMatch = raw.startsWith('{"type":"match"');
-      if (!isMatch && !raw.startsWith('{"type":"context"')) return;
-      if (full && !allowed) {
-        if (isMatch) total++;
-        return;
-      }
-      const { data } = JSON.parse(raw) as { data: { path: RgText; lines: RgText; line_number: number } };
-      const file = decode(data.path);
-      if (!visible(file)) return;
-      if (isMatch) total++;
-      if (full) return;
-      const text = decode(data.lines).replace(/\r?\n$/, "");
-      const sep = isMatch ? ":" : "-";
-      const clipped = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… [${text.length} chars]` : text;
-      const row = numbers ? `${file}${sep}${data.line_number}${sep}${clipped}` : `${file}${sep}${clipped}`;
-      if ((a.head_limit !== undefined && rows.length >= a.head_limit) || size + row.length > OUTPUT_BUDGET) {
-        full = true;
-        return;
-      }
-      if ((after || before) && prev && (prev.file !== file || data.line_number > prev.line + 1)) rows.push("--");
-      prev = { file, line: data.line_number + text.split("\n").length - 1 };
-      rows.push(row);
-      size += row.length + 1;
-      if (isMatch) shown++;
-    });
-    if (total === 0) return { text: "No matches found." };
-    const note =
-      total > shown
-        ? `\n\n[${total - shown} more matching lines left out (${shown} of ${total} shown). ${narrow}]`
-        : "";
-    return { text: rows.join("\n") + note };
+    const search: Search = { args, operands: ["-e", a.pattern, "--", ...target], allowed, ctx };
+    if (a.output_mode === "content") return { text: await contentRows(a, search) };
+    return { text: await fileRows(a, search) };
   },
 });
+
+/** files_with_matches (newest first) and count (by path) modes. */
+async function fileRows(a: GrepArgs, { args, operands, allowed, ctx }: Search): Promise<string> {
+  const visible = (file: string) => !allowed || allowed.has(file);
+  const counts = new Map<string, string>();
+  const mode = a.output_mode === "count" ? ["--count", "--with-filename"] : ["--files-with-matches"];
+  await runRg([...args, ...mode, "--null", ...operands], ctx, (line) => {
+    if (a.output_mode === "files_with_matches") {
+      for (const file of line.split("\0")) if (file && visible(file)) counts.set(file, "");
+      return;
+    }
+    const [file = "", count = ""] = line.split("\0");
+    if (visible(file)) counts.set(file, count);
+  });
+  if (counts.size === 0) return "No matches found.";
+  if (a.output_mode === "files_with_matches") {
+    const { sorted, note } = await sortByMtime([...counts.keys()], ctx.ws.root);
+    return `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", NARROW)}`;
+  }
+  const rows = [...counts].sort(([x], [y]) => x.localeCompare(y)).map(([f, n]) => `${f}:${n}`);
+  const total = [...counts.values()].reduce((s, n) => s + Number(n), 0);
+  return `${plural(total, "matching line")} in ${plural(rows.length, "file")}\n${fitEntries(rows, a.head_limit, rows.length, "files", NARROW)}`;
+}
+
+/** content mode: matching lines (with context lines and -- between groups), within the result budget. */
+async function contentRows(a: GrepArgs, { args, operands, allowed, ctx }: Search): Promise<string> {
+  const visible = (file: string) => !allowed || allowed.has(file);
+  const context = a["-C"] ?? 0;
+  const [after, before] = [a["-A"] ?? context, a["-B"] ?? context];
+  if (after) args.push("--after-context", String(after));
+  if (before) args.push("--before-context", String(before));
+  const numbers = a["-n"] ?? true;
+  const rows: string[] = [];
+  let [total, shown, size, full] = [0, 0, 0, false];
+  let prev: { file: string; line: number } | undefined;
+  await runRg([...args, "--json", ...operands], ctx, (raw) => {
+    const isMatch = raw.startsWith('{"type":"match"');
+    if (!isMatch && !raw.startsWith('{"type":"context"')) return;
+    if (full && !allowed) {
+      if (isMatch) total++;
+      return;
+    }
+    const { data } = JSON.parse(raw) as { data: { path: RgText; lines: RgText; line_number: number } };
+    const file = decode(data.path);
+    if (!visible(file)) return;
+    if (isMatch) total++;
+    if (full) return;
+    const text = decode(data.lines).replace(/\r?\n$/, "");
+    const sep = isMatch ? ":" : "-";
+    const clipped = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… [${text.length} chars]` : text;
+    const row = numbers ? `${file}${sep}${data.line_number}${sep}${clipped}` : `${file}${sep}${clipped}`;
+    if ((a.head_limit !== undefined && rows.length >= a.head_limit) || size + row.length > OUTPUT_BUDGET) {
+      full = true;
+      return;
+    }
+    if ((after || before) && prev && (prev.file !== file || data.line_number > prev.line + 1)) rows.push("--");
+    prev = { file, line: data.line_number + text.split("\n").length - 1 };
+    rows.push(row);
+    size += row.length + 1;
+    if (isMatch) shown++;
+  });
+  if (total === 0) return "No matches found.";
+  const note =
+    total > shown ? `\n\n[${total - shown} more matching lines left out (${shown} of ${total} shown). ${NARROW}]` : "";
+  return rows.join("\n") + note;
+}

@@ -1,16 +1,8 @@
 import { z } from "zod";
-import {
-  renderChecks,
-  RunManager,
-  runIdSchema,
-  runListSchema,
-  runViewSchema,
-  type RunConfig,
-  type RunState,
-  type TaskReport,
-} from "../task/index.js";
+import { presentRun, RunManager, runIdSchema, runListSchema, runViewSchema, type RunConfig } from "../task/index.js";
 import { defineTool, type Tool, type ToolOutput } from "../server/tool.js";
-import { backgroundSummary, backgroundView, isBackgroundId, type BackgroundCommands } from "../sandbox/background.js";
+import { isBackgroundId, type BackgroundCommands } from "../sandbox/background.js";
+import { backgroundSummary, backgroundView } from "../sandbox/background-view.js";
 
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */
@@ -34,124 +26,67 @@ const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
 const OUTPUT_WAIT_MAX = 45;
 
-const STATUS_LINE: Record<string, string> = {
-  completed: "Completed: the server's checks passed, or failed only as they did before the run.",
-  verification_failed:
-    "Finished, but the server's checks found failures this run introduced, still there after the fix rounds.",
-  unverified: "Finished, but UNVERIFIED: the server could not run any check on this work (see why below).",
-  refused: "NOT completed: the model refused to go on with the task (its words are in the summary).",
-  max_turns: "Stopped at the turn limit before the agent finished.",
-  budget_exhausted: "Stopped: the token, cost or time budget ran out.",
-  cancelled: "Cancelled.",
-  error: "Stopped by an error.",
-  needs_input:
-    "Paused: the agent needs an answer from the user. Resume with Task {resume: run_id, prompt: <the answer>}.",
-  interrupted:
-    "Interrupted: the server stopped while this run was in progress. Its changes are in the workspace; resume it, or revert with the command below.",
-};
-
-const stillRunning = (s: RunState) =>
-  `Task ${s.run_id} is ${s.status} (${s.activity}). It goes on in the background: call TaskOutput {run_id: "${s.run_id}"} to wait for its report, or TaskStop to stop it.`;
-
-export function renderReport(r: TaskReport): string {
-  const files = r.files_changed.length
-    ? r.files_changed.map((f) => `- ${f.path} (${f.status}, +${f.insertions} -${f.deletions})`).join("\n")
-    : "- none";
-  const checks = renderChecks(r.verification);
-  const u = r.usage;
-  return [
-    `Task ${r.run_id} [${r.status}] ${STATUS_LINE[r.status] ?? ""}${r.error ? `\nError: ${r.error}` : ""}`,
-    ...(r.question
-      ? [
-          `\n## Question for the user\n${r.question.question}${r.question.options ? `\nOptions: ${r.question.options.join(" | ")}` : ""}`,
-        ]
-      : []),
-    `\n## Summary from the agent (${r.agent}, ${r.model})\n${r.summary || "(none)"}`,
-    ...(r.children?.length
-      ? [
-          `\n## Delegated to partner agents (checked by this run's verification)\n${r.children.map((c) => `- ${c.agent} [${c.status}] ${c.description} (${c.turns} turns, $${c.cost_usd.toFixed(4)}): ${c.summary.split("\n")[0] || "(no summary)"}`).join("\n")}`,
-        ]
-      : []),
-    `\n## Files changed\n${files}`,
-    `\n## Verification by the server\n${checks}`,
-    `\n## Run\n- turns: ${r.turns}, fix rounds: ${r.fix_rounds}, model calls: ${r.model_calls}, wall time: ${(r.duration_ms / 1000).toFixed(1)} s`,
-    `- tokens: input ${u.input_tokens}, output ${u.output_tokens}, cache read ${u.cache_read_input_tokens}, cache write ${u.cache_creation_input_tokens}${u.thinking_tokens ? ` (thinking ${u.thinking_tokens} of the output)` : ""}${u.web_search_requests || u.web_fetch_requests ? `; web searches ${u.web_search_requests ?? 0}, fetches ${u.web_fetch_requests ?? 0}` : ""}; estimated cost $${r.cost_usd.toFixed(4)}`,
-    `- transcript: ${r.transcript}`,
-    `- checkpoint: ${r.checkpoint ?? "none"}`,
-    ...(r.merge_command ? [`- merge into the workspace: ${r.merge_command}`] : []),
-    `- revert: ${r.revert_command}`,
-    ...r.notes.map((n) => `- note: ${n}`),
-  ].join("\n");
-}
-
-function present(v: TaskReport | RunState): ToolOutput {
-  if (v.kind === "report") {
-    const text = renderReport(v);
-    return { text, structured: { ...v, message: text.split("\n")[0]! } };
-  }
-  const s = v;
-  const message = stillRunning(s);
-  return {
-    text: `${message}\nTurn ${s.turn}/${s.max_turns}; tokens so far: ${s.usage.input_tokens} in, ${s.usage.output_tokens} out; estimated cost $${s.cost_usd.toFixed(4)}.`,
-    structured: { ...s, message },
-  };
-}
-
 export function createTaskTools(config: TaskConfig): Tool[] {
   const runs = new RunManager(config);
-  const task = defineTool({
+  return [taskTool(runs, config), taskOutputTool(runs, config), taskStopTool(runs, config)];
+}
+
+const taskInput = z.object({
+  description: z
+    .string()
+    .min(1)
+    .max(120)
+    .optional()
+    .describe("A short (3-5 word) description of the task; required unless resuming"),
+  prompt: z
+    .string()
+    .min(1)
+    .describe(
+      "The full task for the agent: what to build or change, constraints, and how to know it is done. When resuming: the follow-up instruction or the answer to its question",
+    ),
+  subagent_type: z
+    .string()
+    .default("backend-developer")
+    .describe("Which agent to run: backend-developer (default) or one defined in the workspace's .claude/agents/"),
+  max_turns: z
+    .number()
+    .int()
+    .min(1)
+    .max(500)
+    .default(40)
+    .describe("Most model turns before the run stops (default 40)"),
+  model: z
+    .string()
+    .optional()
+    .describe("Model to use (default: the agent's model, else BACKEND_AGENT_MODEL, else a current Sonnet)"),
+  max_budget_usd: z
+    .number()
+    .positive()
+    .optional()
+    .describe("Stop the run when its estimated cost reaches this many US dollars"),
+  run_in_background: z
+    .boolean()
+    .default(false)
+    .describe("Return at once with a run_id instead of waiting; follow the run with TaskOutput"),
+  isolation: z
+    .enum(["worktree"])
+    .optional()
+    .describe(
+      '"worktree": work in a separate git worktree, leaving the workspace untouched; the report says how to merge',
+    ),
+  resume: runIdSchema
+    .optional()
+    .describe(
+      "run_id of an ended run to continue with prompt as the next instruction (same conversation and checkpoint)",
+    ),
+});
+
+function taskTool(runs: RunManager, config: TaskConfig): Tool {
+  return defineTool({
     name: "Task",
     title: "Delegate a backend task",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
-    input: z.object({
-      description: z
-        .string()
-        .min(1)
-        .max(120)
-        .optional()
-        .describe("A short (3-5 word) description of the task; required unless resuming"),
-      prompt: z
-        .string()
-        .min(1)
-        .describe(
-          "The full task for the agent: what to build or change, constraints, and how to know it is done. When resuming: the follow-up instruction or the answer to its question",
-        ),
-      subagent_type: z
-        .string()
-        .default("backend-developer")
-        .describe("Which agent to run: backend-developer (default) or one defined in the workspace's .claude/agents/"),
-      max_turns: z
-        .number()
-        .int()
-        .min(1)
-        .max(500)
-        .default(40)
-        .describe("Most model turns before the run stops (default 40)"),
-      model: z
-        .string()
-        .optional()
-        .describe("Model to use (default: the agent's model, else BACKEND_AGENT_MODEL, else a current Sonnet)"),
-      max_budget_usd: z
-        .number()
-        .positive()
-        .optional()
-        .describe("Stop the run when its estimated cost reaches this many US dollars"),
-      run_in_background: z
-        .boolean()
-        .default(false)
-        .describe("Return at once with a run_id instead of waiting; follow the run with TaskOutput"),
-      isolation: z
-        .enum(["worktree"])
-        .optional()
-        .describe(
-          '"worktree": work in a separate git worktree, leaving the workspace untouched; the report says how to merge',
-        ),
-      resume: runIdSchema
-        .optional()
-        .describe(
-          "run_id of an ended run to continue with prompt as the next instruction (same conversation and checkpoint)",
-        ),
-    }),
+    input: taskInput,
     output: runViewSchema,
     async handle(args, ctx) {
       const live = await runs.start(args, ctx);
@@ -166,14 +101,16 @@ export function createTaskTools(config: TaskConfig): Tool[] {
             ? MAX_WAIT_MS
             : config.taskWaitSeconds * 1000;
         const ended = waitMs > 0 && (await runs.wait(live, waitMs, ctx.progress));
-        return present(ended || ctx.signal.aborted ? await live.done : live.state);
+        return presentRun(ended || ctx.signal.aborted ? await live.done : live.state);
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
       }
     },
   });
+}
 
-  const output = defineTool({
+function taskOutputTool(runs: RunManager, config: TaskConfig): Tool {
+  return defineTool({
     name: "TaskOutput",
     title: "Follow a Task run",
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
@@ -202,35 +139,16 @@ export function createTaskTools(config: TaskConfig): Tool[] {
       const root = ctx.ws.root;
       if (run_id && config.background && isBackgroundId(run_id))
         return config.background.output(run_id, wait_seconds * 1000, ctx.signal); // [background] hook
-      if (!run_id) {
-        const { runs: list, unreadable, totals } = await runs.list(root);
-        const rows = list.map(
-          (r) =>
-            `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`,
-        );
-        rows.push(...unreadable.map((u) => `- ${u.name} [unreadable] ${u.reason}`));
-        const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
-        const bad = unreadable.length ? ` ${unreadable.length} unreadable (not used).` : "";
-        const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}${bad}`;
-        // Background commands are listed after the runs.
-        const background = config.background?.list() ?? [];
-        const bgRows = background.map(
-          (b) =>
-            `- ${b.run_id} [${b.status}${b.exit_code === null ? "" : ` ${b.exit_code}`}] ${b.command.slice(0, 100)}`,
-        );
-        const bgText = background.length ? `\n\n${background.length} background commands:\n${bgRows.join("\n")}` : "";
-        return {
-          text: `${message}\n${rows.join("\n") || "No runs yet."}${bgText}`,
-          structured: { runs: list, unreadable, totals, message, background },
-        };
-      }
+      if (!run_id) return listRuns(runs, config.background, root);
       const live = runs.getLive(run_id);
       if (live && wait_seconds > 0) await runs.wait(live, wait_seconds * 1000, ctx.progress, ctx.signal);
-      return present(await runs.view(root, run_id));
+      return presentRun(await runs.view(root, run_id));
     },
   });
+}
 
-  const stop = defineTool({
+function taskStopTool(runs: RunManager, config: TaskConfig): Tool {
+  return defineTool({
     name: "TaskStop",
     title: "Stop a Task run",
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
@@ -238,8 +156,29 @@ export function createTaskTools(config: TaskConfig): Tool[] {
     output: runViewSchema.partial().extend(backgroundExtra),
     async handle({ run_id }, ctx) {
       if (config.background && isBackgroundId(run_id)) return config.background.stopById(run_id); // [background] hook
-      return present(await runs.stop(ctx.ws.root, run_id));
+      return presentRun(await runs.stop(ctx.ws.root, run_id));
     },
   });
-  return [task, output, stop];
+}
+
+/** TaskOutput without run_id: the workspace's runs (unreadable ones named), then the background commands. */
+async function listRuns(runs: RunManager, commands: BackgroundCommands | undefined, root: string): Promise<ToolOutput> {
+  const { runs: list, unreadable, totals } = await runs.list(root);
+  const rows = list.map(
+    (r) => `- ${r.run_id} [${r.status}] ${r.description} (${r.agent}, ${r.turns} turns, $${r.cost_usd.toFixed(4)})`,
+  );
+  rows.push(...unreadable.map((u) => `- ${u.name} [unreadable] ${u.reason}`));
+  const shown = list.length < totals.runs ? ` The newest ${list.length} are listed.` : "";
+  const bad = unreadable.length ? ` ${unreadable.length} unreadable (not used).` : "";
+  const message = `${totals.runs} runs in this workspace; estimated cost $${totals.cost_usd.toFixed(4)} over ${totals.model_calls} model calls.${shown}${bad}`;
+  // Background commands are listed after the runs.
+  const background = commands?.list() ?? [];
+  const bgRows = background.map(
+    (b) => `- ${b.run_id} [${b.status}${b.exit_code === null ? "" : ` ${b.exit_code}`}] ${b.command.slice(0, 100)}`,
+  );
+  const bgText = background.length ? `\n\n${background.length} background commands:\n${bgRows.join("\n")}` : "";
+  return {
+    text: `${message}\n${rows.join("\n") || "No runs yet."}${bgText}`,
+    structured: { runs: list, unreadable, totals, message, background },
+  };
 }
