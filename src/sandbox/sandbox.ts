@@ -99,6 +99,34 @@ function missingPrograms(): string[] {
   return required.filter((cmd) => !onPath(cmd)).map((cmd) => `${cmd} not found`);
 }
 
+type Runtime = Awaited<ReturnType<typeof loadRuntime>>;
+const ripgrep = { command: rgPath };
+
+/** The sandbox runtime, loaded on first use, and what it finds missing. */
+async function loadRuntime() {
+  const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
+  const problems = SandboxManager.isSupportedPlatform()
+    ? SandboxManager.checkDependencies(ripgrep).errors
+    : [`platform ${process.platform} is not supported`];
+  return { SandboxManager, problems };
+}
+
+const unavailable = (problems: string[]) =>
+  `OS sandbox unavailable: ${problems.join(", ")}; ${INSTALL_HINT[process.platform] ?? "it needs Linux or macOS"}.`;
+
+/** Commands as plain processes (--sandbox off, or no sandbox to be had): only the private temp folder. */
+function plainSandbox(tmpdir: string, warning: string): Sandbox {
+  return {
+    active: false,
+    tmpdir,
+    warning,
+    wrap: async (command) => command,
+    done: () => undefined,
+    network: async () => undefined,
+    close: () => fs.rm(tmpdir, { recursive: true, force: true }),
+  };
+}
+
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
 export async function createSandbox(
   opts: SandboxOptions,
@@ -108,82 +136,101 @@ export async function createSandbox(
     (n) => n && warn(`removed ${n} temp folders of servers that are no longer running`),
   );
   const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
-  const plain: Sandbox = {
-    active: false,
-    tmpdir,
-    wrap: async (command) => command,
-    done: () => undefined,
-    network: async () => undefined,
-    close: () => fs.rm(tmpdir, { recursive: true, force: true }),
-  };
-  if (opts.mode === "off") return { ...plain, warning: "the OS sandbox is off (--sandbox off)" };
-
-  const unavailable = (problems: string[]) =>
-    `OS sandbox unavailable: ${problems.join(", ")}; ${INSTALL_HINT[process.platform] ?? "it needs Linux or macOS"}.`;
-  const ripgrep = { command: rgPath };
-  const loadRuntime = async () => {
-    const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
-    const problems = SandboxManager.isSupportedPlatform()
-      ? SandboxManager.checkDependencies(ripgrep).errors
-      : [`platform ${process.platform} is not supported`];
-    return { SandboxManager, problems };
-  };
+  if (opts.mode === "off") return plainSandbox(tmpdir, "the OS sandbox is off (--sandbox off)");
   const early = missingPrograms();
   // "os" is a promise to the user: check everything now. "auto" only looks for the programs, so start-up stays fast.
   const eager = opts.mode === "os" && !early.length ? await loadRuntime() : undefined;
   const problems = early.length ? early : (eager?.problems ?? []);
   if (problems.length) {
     if (opts.mode === "os") throw new Error(`--sandbox os: ${unavailable(problems)}`);
-    return { ...plain, warning: `${unavailable(problems)} Commands run as plain processes, unconfined.` };
+    return plainSandbox(tmpdir, `${unavailable(problems)} Commands run as plain processes, unconfined.`);
   }
-  let runtime: Promise<Awaited<ReturnType<typeof loadRuntime>>> | undefined = eager && Promise.resolve(eager);
+  return new OsSandbox(tmpdir, opts, warn, eager);
+}
 
-  const network =
-    opts.network === true
-      ? { deniedDomains: [] }
-      : { allowedDomains: opts.network === false ? [] : opts.network, deniedDomains: [] };
+/** Commands in bubblewrap (sandbox-exec on macOS) through the sandbox runtime, set up on the first command. */
+class OsSandbox implements Sandbox {
+  active = true;
+  private runtime: Promise<Runtime> | undefined;
+  private manager: Runtime["SandboxManager"] | undefined;
+  private ready: Promise<void> | undefined;
+  private readonly access: SandboxOptions["network"];
+  // [services] On Linux every sandboxed command joins the workspace's one network (netns.ts).
+  private readonly shared: SharedNetwork | undefined;
+  // bwrap creates mount points for the files it keeps read-only; the runtime removes them after its last command but
+  // leaves their folder (.claude) when commands overlap. Removed once no command runs, unless it was there before.
+  private readonly mountFolders = new Map<string, boolean>();
+  private running = 0;
+
+  constructor(
+    readonly tmpdir: string,
+    opts: SandboxOptions,
+    private readonly warn: (message: string) => void,
+    eager: Runtime | undefined,
+  ) {
+    this.access = opts.network;
+    this.runtime = eager && Promise.resolve(eager);
+    this.shared = process.platform === "linux" ? new SharedNetwork(opts.network !== true) : undefined;
+  }
+
   /**
    * Per command: writes only in its own folder and the temp folder; the workspace's .git stays read-only (run records
-   * and checkpoints are in the server's state folder, outside). The runtime's default write paths in the home folder are
-   * taken back.
+   * and checkpoints are in the server's state folder, outside). The runtime's default write paths in the home folder
+   * are taken back.
    */
-  const filesystem = (workdir: string) => ({
-    denyRead: [],
-    allowWrite: [workdir, tmpdir],
-    denyWrite: [path.join(workdir, ".git"), ...HOME_DEFAULT_WRITES.map((p) => path.join(os.homedir(), p))].filter((p) =>
-      existsSync(p),
-    ),
-  });
-  // [services] hook: on Linux every sandboxed command joins the workspace's one network (src/netns.ts).
-  const shared = process.platform === "linux" ? new SharedNetwork(opts.network !== true) : undefined;
-  let manager: Awaited<ReturnType<typeof loadRuntime>>["SandboxManager"] | undefined;
-  let ready: Promise<void> | undefined;
-  const start = async (workdir: string) => {
-    const loaded = await (runtime ??= loadRuntime());
+  private filesystem(workdir: string) {
+    const denied = [path.join(workdir, ".git"), ...HOME_DEFAULT_WRITES.map((p) => path.join(os.homedir(), p))];
+    return { denyRead: [], allowWrite: [workdir, this.tmpdir], denyWrite: denied.filter((p) => existsSync(p)) };
+  }
+
+  private networkRules() {
+    const n = this.access;
+    return n === true ? { deniedDomains: [] } : { allowedDomains: n === false ? [] : n, deniedDomains: [] };
+  }
+
+  /** The runtime, initialised once; undefined (and the sandbox off, with a warning) when it is missing parts. */
+  private async start(workdir: string): Promise<Runtime["SandboxManager"] | undefined> {
+    const loaded = await (this.runtime ??= loadRuntime());
     if (loaded.problems.length) {
-      if (sandbox.active) warn(`${unavailable(loaded.problems)} Commands now run as plain processes, unconfined.`);
-      sandbox.active = false;
+      if (this.active) this.warn(`${unavailable(loaded.problems)} Commands now run as plain processes, unconfined.`);
+      this.active = false;
       return undefined;
     }
-    if (!ready) {
+    if (!this.ready) {
       // The runtime scans the current folder for files that must stay read-only (.bashrc, .git/hooks, …)
       // and puts its temp folder where CLAUDE_CODE_TMPDIR says.
       process.chdir(workdir);
-      process.env.CLAUDE_CODE_TMPDIR = tmpdir;
-      manager = loaded.SandboxManager;
-      ready = manager.initialize({ filesystem: filesystem(workdir), network, ripgrep } as unknown as Parameters<
-        typeof manager.initialize
-      >[0]);
+      process.env.CLAUDE_CODE_TMPDIR = this.tmpdir;
+      this.manager = loaded.SandboxManager;
+      const config = { filesystem: this.filesystem(workdir), network: this.networkRules(), ripgrep };
+      this.ready = this.manager.initialize(config as unknown as Parameters<Runtime["SandboxManager"]["initialize"]>[0]);
     }
-    await ready;
-    return manager;
-  };
-  // bwrap creates mount points for the files it keeps read-only; the runtime removes them after its last command but
-  // leaves their folder (.claude) when commands overlap. Removed here once no command runs, unless it was there before.
-  const mountFolders = new Map<string, boolean>();
-  let running = 0;
-  const removeMountFolders = () => {
-    for (const [dir, existed] of mountFolders) {
+    await this.ready;
+    return this.manager;
+  }
+
+  async wrap(command: string, id: string, workdir: string): Promise<string> {
+    this.running++;
+    const dir = path.join(workdir, ".claude");
+    if (!this.mountFolders.has(dir))
+      this.mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
+    const m = await this.start(workdir);
+    if (!m) return command;
+    const perCall = { filesystem: this.filesystem(workdir) } as unknown as Parameters<typeof m.wrapWithSandbox>[2];
+    const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, {
+      commandId: id,
+      commandText: command,
+    });
+    return this.shared ? this.shared.join(wrapped) : wrapped;
+  }
+
+  done(): void {
+    this.manager?.cleanupAfterCommand();
+    if (--this.running === 0) this.removeMountFolders();
+  }
+
+  private removeMountFolders(): void {
+    for (const [dir, existed] of this.mountFolders) {
       if (existed) continue;
       try {
         rmdirSync(dir); // only an empty folder; never follows a link
@@ -191,40 +238,19 @@ export async function createSandbox(
         // absent, not empty, or not a folder: not ours to remove
       }
     }
-  };
-  const sandbox: Sandbox = {
-    active: true,
-    tmpdir,
-    wrap: async (command, id, workdir) => {
-      running++;
-      const dir = path.join(workdir, ".claude");
-      if (!mountFolders.has(dir)) mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
-      const m = await start(workdir);
-      const perCall = { filesystem: filesystem(workdir) } as unknown as Parameters<
-        NonNullable<typeof m>["wrapWithSandbox"]
-      >[2];
-      if (!m) return command;
-      const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, {
-        commandId: id,
-        commandText: command,
-      });
-      return shared ? shared.join(wrapped) : wrapped;
-    },
-    done: () => {
-      manager?.cleanupAfterCommand();
-      if (--running === 0) removeMountFolders();
-    },
-    network: async (workdir) => {
-      if (!shared?.isolated) return undefined;
-      // A command line the runtime builds tells which proxy sockets the network's relays connect to.
-      if (!shared.started) await sandbox.wrap("true", "network-probe", workdir).finally(() => sandbox.done());
-      return sandbox.active ? shared.ready() : undefined;
-    },
-    close: async () => {
-      await shared?.close();
-      if (ready) await manager?.reset();
-      await plain.close();
-    },
-  };
-  return sandbox;
+  }
+
+  async network(workdir: string): Promise<WorkspaceNetwork | undefined> {
+    const shared = this.shared;
+    if (!shared?.isolated) return undefined;
+    // A command line the runtime builds tells which proxy sockets the network's relays connect to.
+    if (!shared.started) await this.wrap("true", "network-probe", workdir).finally(() => this.done());
+    return this.active ? shared.ready() : undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.shared?.close();
+    if (this.ready) await this.manager?.reset();
+    await fs.rm(this.tmpdir, { recursive: true, force: true });
+  }
 }

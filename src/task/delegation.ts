@@ -1,9 +1,10 @@
 import { z } from "zod";
-import { freshTokens, runAgent, type AgentStatus, type Budget } from "./agent.js";
+import { type AgentOutcome, type AgentStatus, type Budget, freshTokens, runAgent } from "./agent.js";
 import type { ModelBackend, Usage } from "./model.js";
 import { emptyUsage } from "./pricing.js";
 import type { Agent } from "../prompts.js";
-import type { Tool, ToolContext } from "../server/tool.js";
+import type { Tool, ToolContext, ToolOutput } from "../server/tool.js";
+import type { Verification } from "./verify/index.js";
 import { ToolError } from "../server/errors.js";
 
 /**
@@ -101,61 +102,76 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
       const agent = partners.get(args.subagent_type);
       if (!agent)
         throw new ToolError(`Unknown partner "${args.subagent_type}". Partners: ${[...partners.keys()].join(", ")}.`);
-      const { total, spent } = o.budget();
-      const budget = remainingBudget(total, spent);
-      if (budget.maxTurns < 1 || budget.maxTokens <= 0 || (budget.maxCostUsd !== undefined && budget.maxCostUsd <= 0)) {
-        throw new ToolError("Not enough budget left to delegate: finish the work yourself and report.");
-      }
-      const child = ++count;
-      const record = (event: Record<string, unknown>) => o.record({ ...event, child, child_agent: agent.name });
-      record({ type: "delegate", description: args.description, prompt: args.prompt });
-      const outcome = await runAgent({
-        backend: o.backend,
-        system: agent.systemPrompt + PARTNER_NOTE,
-        tools: o.tools.filter((t) => t.name !== "Task" && (!agent.tools || agent.tools.includes(t.name))),
-        web: !agent.tools || agent.tools.some((t) => t === "WebSearch" || t === "WebFetch"),
-        ctx: { ...ctx, progress: (m) => ctx.progress(`${agent.name}: ${m}`) },
-        messages: [{ role: "user", content: args.prompt }],
-        budget,
-        spent: { usage: emptyUsage(), modelCalls: 0, turns: 0 },
-        fixRounds: 0,
-        verify: async () => ({
-          outcome: "passed",
-          passed: true,
-          checks: [],
-          note: "Checked by the parent run's final verification.",
-          duration_ms: 0,
-        }),
-        record,
-        saveMessages: async () => undefined,
-        onTurn: () => undefined,
-      });
-      const run: ChildRun = {
-        agent: agent.name,
-        description: args.description,
-        status: outcome.status,
-        summary: outcome.summary,
-        cost_usd: outcome.costUsd,
-        turns: outcome.turns,
-        model_calls: outcome.modelCalls,
-        usage: outcome.usage,
-        ...(outcome.error && { error: outcome.error }),
-      };
-      record({ type: "delegated", ...run });
-      const used: Spent = {
-        usage: outcome.usage,
-        modelCalls: outcome.modelCalls,
-        turns: outcome.turns,
-        costUsd: outcome.costUsd,
-      };
-      const head = `${agent.name} ended ${outcome.status} after ${outcome.turns} turns ($${outcome.costUsd.toFixed(4)}).${outcome.error ? ` ${outcome.error}` : ""}`;
-      const question = outcome.question
-        ? `\n\nIt stopped to ask: ${outcome.question.question}${outcome.question.options ? ` (options: ${outcome.question.options.join(" | ")})` : ""}. Decide it yourself, or ask the user with AskUserQuestion.`
-        : "";
-      return {
-        text: `${head}\n\nIts summary:\n${outcome.summary || "(none)"}${question}`,
-        structured: { delegated: run, spent: used },
-      };
+      return delegate(o, agent, args, ctx, ++count);
     },
   } as unknown as Tool;
+}
+
+/** One delegation: the partner's own loop within what is left of the parent's budgets; its result for the parent. */
+async function delegate(
+  o: DelegationOptions,
+  agent: Agent,
+  args: { description: string; prompt: string },
+  ctx: ToolContext,
+  child: number,
+): Promise<ToolOutput> {
+  const { total, spent } = o.budget();
+  const budget = remainingBudget(total, spent);
+  if (budget.maxTurns < 1 || budget.maxTokens <= 0 || (budget.maxCostUsd !== undefined && budget.maxCostUsd <= 0)) {
+    throw new ToolError("Not enough budget left to delegate: finish the work yourself and report.");
+  }
+  const record = (event: Record<string, unknown>) => o.record({ ...event, child, child_agent: agent.name });
+  record({ type: "delegate", description: args.description, prompt: args.prompt });
+  const outcome = await runAgent({
+    backend: o.backend,
+    system: agent.systemPrompt + PARTNER_NOTE,
+    tools: o.tools.filter((t) => t.name !== "Task" && (!agent.tools || agent.tools.includes(t.name))),
+    web: !agent.tools || agent.tools.some((t) => t === "WebSearch" || t === "WebFetch"),
+    ctx: { ...ctx, progress: (m) => ctx.progress(`${agent.name}: ${m}`) },
+    messages: [{ role: "user", content: args.prompt }],
+    budget,
+    spent: { usage: emptyUsage(), modelCalls: 0, turns: 0 },
+    fixRounds: 0,
+    verify: async () => PARENT_CHECKS,
+    record,
+    saveMessages: async () => undefined,
+    onTurn: () => undefined,
+  });
+  const run: ChildRun = {
+    agent: agent.name,
+    description: args.description,
+    status: outcome.status,
+    summary: outcome.summary,
+    cost_usd: outcome.costUsd,
+    turns: outcome.turns,
+    model_calls: outcome.modelCalls,
+    usage: outcome.usage,
+    ...(outcome.error && { error: outcome.error }),
+  };
+  record({ type: "delegated", ...run });
+  const used: Spent = {
+    usage: outcome.usage,
+    modelCalls: outcome.modelCalls,
+    turns: outcome.turns,
+    costUsd: outcome.costUsd,
+  };
+  return { text: delegationText(agent.name, outcome), structured: { delegated: run, spent: used } };
+}
+
+/** A partner's work is checked by the parent run's final verification, not its own. */
+const PARENT_CHECKS: Verification = {
+  outcome: "passed",
+  passed: true,
+  checks: [],
+  note: "Checked by the parent run's final verification.",
+  duration_ms: 0,
+};
+
+function delegationText(name: string, outcome: AgentOutcome): string {
+  const head = `${name} ended ${outcome.status} after ${outcome.turns} turns ($${outcome.costUsd.toFixed(4)}).${outcome.error ? ` ${outcome.error}` : ""}`;
+  const q = outcome.question;
+  const question = q
+    ? `\n\nIt stopped to ask: ${q.question}${q.options ? ` (options: ${q.options.join(" | ")})` : ""}. Decide it yourself, or ask the user with AskUserQuestion.`
+    : "";
+  return `${head}\n\nIts summary:\n${outcome.summary || "(none)"}${question}`;
 }
