@@ -62,7 +62,7 @@ export const SERVER_OPTIONS = {
     parse: list,
   },
   "max-commands": { arg: "N", help: "Commands that may run at once (default 4)", parse: wholeNumber(4) },
-  // [services/background] options
+  // options
   "max-background": {
     arg: "N",
     help: "Background commands (Run with run_in_background) alive at once (default 8)",

@@ -18,6 +18,8 @@ const modes = hasSandbox ? (["os", "off"] as const) : (["off"] as const);
 async function server(args: string[] = [], env: Record<string, string> = {}): Promise<{ ws: string; c: Connection }> {
   const ws = await tempDir();
   const c = await connect(["--workspace", ws, ...args], { env });
+  // Listed first, the tools' output schemas make the client validate every structured result against them.
+  await c.client.listTools();
   cleanup.push(
     () => fs.rm(ws, { recursive: true, force: true }),
     () => c.close(),

@@ -24,7 +24,7 @@ export interface Sandbox {
   wrap(command: string, id: string, workspace: string): Promise<string>;
   /** To call after each command. */
   done(): void;
-  /** [services] The workspace network sandboxed commands share (src/netns.ts), started if needed; undefined when they use the host's. */
+  /** The workspace network sandboxed commands share (src/netns.ts), started if needed; undefined when they use the host's. */
   network(workspace: string): Promise<WorkspaceNetwork | undefined>;
   close(): Promise<void>;
 }
@@ -155,7 +155,7 @@ class OsSandbox implements Sandbox {
   private manager: Runtime["SandboxManager"] | undefined;
   private ready: Promise<void> | undefined;
   private readonly access: SandboxOptions["network"];
-  // [services] On Linux every sandboxed command joins the workspace's one network (netns.ts).
+  // On Linux every sandboxed command joins the workspace's one network (netns.ts).
   private readonly shared: SharedNetwork | undefined;
   // bwrap creates mount points for the files it keeps read-only; the runtime removes them after its last command but
   // leaves their folder (.claude) when commands overlap. Removed once no command runs, unless it was there before.

@@ -125,7 +125,7 @@ export class Services {
       }
     }
     process.stderr.write(
-      `[services] ${spec.name} ready on 127.0.0.1:${port}${network ? " (workspace network)" : ""}, data in ${dir}\n`,
+      `${spec.name} ready on 127.0.0.1:${port}${network ? " (workspace network)" : ""}, data in ${dir}\n`,
     );
     return spec.env(place);
   }

@@ -1,5 +1,13 @@
 import { z } from "zod";
-import { presentRun, RunManager, runIdSchema, runListSchema, runViewSchema, type RunConfig } from "../task/index.js";
+import {
+  presentRun,
+  RunManager,
+  runIdSchema,
+  runListSchema,
+  runStatusSchema,
+  runViewSchema,
+  type RunConfig,
+} from "../task/index.js";
 import { defineTool, type Tool, type ToolOutput } from "../server/tool.js";
 import { isBackgroundId, type BackgroundCommands } from "../sandbox/background.js";
 import { backgroundSummary, backgroundView } from "../sandbox/background-view.js";
@@ -7,20 +15,28 @@ import { backgroundSummary, backgroundView } from "../sandbox/background-view.js
 export interface TaskConfig extends RunConfig {
   /** Seconds a Task call waits for its run before returning "running"; null waits until the end. */
   taskWaitSeconds: number | null;
-  /** [background] Background commands: read and stopped through TaskOutput/TaskStop, stopped when the Task run that started them ends. */
+  /** Background commands: read and stopped through TaskOutput/TaskStop, stopped when the Task run that started them ends. */
   background?: BackgroundCommands;
 }
 
-/** [background] Fields of a background command's view that a Task run's view lacks. */
 /** A Task run's id, or a background command's (bg-…). */
 const runOrCommandId = z.union([runIdSchema, z.string().regex(/^bg-[0-9a-z-]{1,64}$/)], {
-  error: "is neither a run id (like 20260130-075600-1a2b3c) nor a background command id (like bg-1a2b3c4d)",
+  error:
+    "is not a run id (like 20260130-075600-1a2b3c, as returned by Task) nor a background command id (like bg-1a2b3c4d)",
 });
 
 /** Fields of a background command's view that a Task run's view lacks. */
-const backgroundExtra = backgroundView
-  .omit({ run_id: true, status: true, message: true, description: true, duration_ms: true })
-  .partial().shape;
+const backgroundExtra = {
+  ...backgroundView
+    .omit({ kind: true, run_id: true, status: true, message: true, description: true, duration_ms: true })
+    .partial().shape,
+  kind: z
+    .enum(["state", "report", "background_command"])
+    .optional()
+    .describe('"report" when a run has ended, "state" while it goes on, "background_command" for a bg-… id'),
+  run_id: z.string().optional().describe("The run (20260130-075600-1a2b3c) or background command (bg-…)"),
+  status: z.union([runStatusSchema, backgroundView.shape.status]).optional(),
+};
 
 const MAX_WAIT_MS = 2 ** 31 - 1;
 const OUTPUT_WAIT_DEFAULT = 30;
@@ -90,7 +106,7 @@ function taskTool(runs: RunManager, config: TaskConfig): Tool {
     output: runViewSchema,
     async handle(args, ctx) {
       const live = await runs.start(args, ctx);
-      config.background?.adoptTaskRun(live.abort.signal, live.done); // [background] hook
+      config.background?.adoptTaskRun(live.abort.signal, live.done);
       // Until this call returns, cancelling it stops the run; afterwards only TaskStop does.
       const onAbort = () => live.abort.abort();
       ctx.signal.addEventListener("abort", onAbort);
@@ -138,7 +154,7 @@ function taskOutputTool(runs: RunManager, config: TaskConfig): Tool {
     async handle({ run_id, wait_seconds }, ctx) {
       const root = ctx.ws.root;
       if (run_id && config.background && isBackgroundId(run_id))
-        return config.background.output(run_id, wait_seconds * 1000, ctx.signal); // [background] hook
+        return config.background.output(run_id, wait_seconds * 1000, ctx.signal);
       if (!run_id) return listRuns(runs, config.background, root);
       const live = runs.getLive(run_id);
       if (live && wait_seconds > 0) await runs.wait(live, wait_seconds * 1000, ctx.progress, ctx.signal);
@@ -155,7 +171,7 @@ function taskStopTool(runs: RunManager, config: TaskConfig): Tool {
     input: z.object({ run_id: runOrCommandId.describe("The run or background command to stop") }),
     output: runViewSchema.partial().extend(backgroundExtra),
     async handle({ run_id }, ctx) {
-      if (config.background && isBackgroundId(run_id)) return config.background.stopById(run_id); // [background] hook
+      if (config.background && isBackgroundId(run_id)) return config.background.stopById(run_id);
       return presentRun(await runs.stop(ctx.ws.root, run_id));
     },
   });
