@@ -1,6 +1,7 @@
 // Services for the workspace (--service postgres|redis): started on first use from the machine's own binaries, with data
 // in a private folder, listening on 127.0.0.1 of the workspace network (src/netns.ts) or, when commands use the host's
 // network, on a free host port; their variables go to every command and to verification.
+import { pkg } from "../paths.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
@@ -125,7 +126,7 @@ export class Services {
       }
     }
     process.stderr.write(
-      `${spec.name} ready on 127.0.0.1:${port}${network ? " (workspace network)" : ""}, data in ${dir}\n`,
+      `[${pkg.name}] info: ${spec.name} ready on 127.0.0.1:${port}${network ? " (workspace network)" : ""}, data in ${dir}\n`,
     );
     return spec.env(place);
   }
