@@ -7,6 +7,8 @@ const END_TO_END = [
   "test/bench.test.ts",
   "test/demo.test.ts",
   "test/durable.test.ts",
+  "test/task.test.ts",
+  "test/api.test.ts",
   "test/verify-stacks.test.ts",
   "test/verify.test.ts",
   "test/services.test.ts",
