@@ -4,45 +4,22 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { ElicitRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { afterEach, describe, expect, test } from "vitest";
-import { demoSteps, demoWorkspace } from "../src/testing/demo.js";
+import { describe, expect, test } from "vitest";
+import { demoSteps } from "../src/testing/demo.js";
 import type { TaskReport } from "../src/task/records.js";
-import { Gate, gated, reply, say, ScriptedModel, use, type Step } from "../src/testing/scripted-model.js";
-import { stateDirFor } from "../src/task/store.js";
-import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
+import { Gate, gated, reply, say, use, type Step } from "../src/testing/scripted-model.js";
+import { useScriptedServers } from "./fixtures.js";
+import { processAlive, text, waitUntil, type Connection } from "./helpers.js";
 
-/** Every server of this file keeps its state (checkpoints, run records) here, not in the user's ~/.local/state. */
-const STATE_HOME = await tempDir("bdm-state-");
-
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!().catch(() => undefined);
-});
+const servers = useScriptedServers();
+const serve = servers.serve;
+const setup = (steps: Step[], args: string[] = [], client?: Client) => servers.start(steps, { args, client });
 
 type View = TaskReport & { message: string; activity?: string };
 const view = (r: CallToolResult) => {
   if (r.isError) throw new Error(text(r));
   return r.structuredContent as unknown as View;
 };
-
-async function serve(ws: string, model: ScriptedModel, args: string[] = [], client?: Client): Promise<Connection> {
-  const conn = await connect(["--workspace", ws, ...args], {
-    env: { ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: await model.start(), XDG_STATE_HOME: STATE_HOME },
-    client,
-  });
-  cleanup.push(() => conn.close());
-  return conn;
-}
-
-async function setup(steps: Step[], args: string[] = [], client?: Client) {
-  const model = new ScriptedModel(steps);
-  const ws = await demoWorkspace();
-  cleanup.push(
-    () => model.stop(),
-    () => fs.rm(ws, { recursive: true, force: true }),
-  );
-  return { model, ws, conn: await serve(ws, model, args, client) };
-}
 
 const task = (conn: Connection, args: Record<string, unknown> = {}) =>
   conn.call("Task", { description: "durable test", prompt: "Do the task.", ...args });
@@ -121,7 +98,7 @@ describe("background runs", () => {
     );
     const done = view(await task(conn));
     expect(done.status).toBe("completed");
-    const reportFile = path.join(stateDirFor(ws, { XDG_STATE_HOME: STATE_HOME }), "runs", done.run_id, "report.json");
+    const reportFile = path.join(servers.stateDir(ws), "runs", done.run_id, "report.json");
     const before = await fs.readFile(reportFile, "utf8");
     const inflight = view(await task(conn, { run_in_background: true }));
     expect(await waitUntil(() => existsSync(path.join(ws, "partial.txt")), 10_000)).toBe(true);

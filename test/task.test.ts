@@ -4,49 +4,16 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CreateMessageRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { demoSteps, demoWorkspace } from "../src/testing/demo.js";
-import {
-  overloaded,
-  reply,
-  say,
-  ScriptedModel,
-  use,
-  type MessagesRequest,
-  type Step,
-} from "../src/testing/scripted-model.js";
+import { overloaded, reply, say, use, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
 import type { TaskReport } from "../src/task/records.js";
-import { stateDirFor } from "../src/task/store.js";
+import { useScriptedServers } from "./fixtures.js";
 import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
 
-/** Every server of this file keeps its state (checkpoints, run records) here, not in the user's ~/.local/state. */
-const STATE_HOME = await tempDir("bdm-state-");
-const stateDir = (ws: string) => stateDirFor(ws, { XDG_STATE_HOME: STATE_HOME });
-
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()!().catch(() => undefined);
-});
-
-async function withModel(steps: Step[], workspace?: string, extraArgs: string[] = []) {
-  const model = new ScriptedModel(steps);
-  const url = await model.start();
-  const ws = workspace ?? (await demoWorkspace());
-  const conn = await connect(["--workspace", ws, ...extraArgs], {
-    env: {
-      ANTHROPIC_API_KEY: "test-key",
-      ANTHROPIC_BASE_URL: url,
-      BACKEND_AGENT_MAX_RETRIES: "3",
-      XDG_STATE_HOME: STATE_HOME,
-    },
-  });
-  cleanup.push(
-    () => model.stop(),
-    () => conn.close(),
-    () => fs.rm(ws, { recursive: true, force: true }),
-  );
-  return { model, ws, conn };
-}
+const servers = useScriptedServers({ BACKEND_AGENT_MAX_RETRIES: "3" });
+const stateDir = servers.stateDir;
+const withModel = (steps: Step[], ws?: string, args: string[] = []) => servers.start(steps, { ws, args });
 
 const task = (conn: Connection, args: Record<string, unknown> = {}) =>
   conn.call("Task", { description: "test task", prompt: "Do the task.", ...args });
@@ -360,7 +327,7 @@ describe("Task without an API key", () => {
   test("no key and no sampling: a clear error saying how to enable one", async () => {
     const ws = await tempDir();
     const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "" } });
-    cleanup.push(() => conn.close());
+    servers.after(() => conn.close());
     const r = await task(conn);
     expect(r.isError).toBe(true);
     expect(text(r)).toContain("Set ANTHROPIC_API_KEY");
@@ -395,7 +362,7 @@ describe("Task without an API key", () => {
       };
     });
     const conn = await connect(["--workspace", ws], { env: { ANTHROPIC_API_KEY: "" }, client });
-    cleanup.push(() => conn.close());
+    servers.after(() => conn.close());
     const rep = report(await task(conn));
     expect(rep.status).toBe("completed");
     expect(rep.summary).toBe("Wrote hello.txt.");
@@ -413,7 +380,7 @@ describe("prompts", () => {
   test("the role and the quick commands are MCP prompts that render their arguments", async () => {
     const ws = await tempDir();
     const conn = await connect(["--workspace", ws]);
-    cleanup.push(() => conn.close());
+    servers.after(() => conn.close());
     const { prompts } = await conn.client.listPrompts();
     expect(prompts.map((p) => p.name).sort()).toEqual([
       "backend-developer",
