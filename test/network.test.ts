@@ -122,12 +122,30 @@ describe.runIf(hasSandbox)("one network per workspace (--sandbox os)", () => {
 
 const asRoot = process.getuid?.() === 0 && spawnSync("id", ["nobody"]).status === 0;
 
+/**
+ * Lets nobody traverse to file: adds o+x to the folders above it that lack it (a clone in a mktemp folder is 0700),
+ * for the length of the test; returns how to put their modes back.
+ */
+async function traversableFor(file: string): Promise<() => Promise<void>> {
+  const changed: [string, number][] = [];
+  for (let dir = path.dirname(file); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const mode = (await fs.stat(dir)).mode & 0o7777;
+    if (mode & 0o001) continue;
+    await fs.chmod(dir, mode | 0o001);
+    changed.push([dir, mode]);
+  }
+  return async () => {
+    for (const [dir, mode] of changed) await fs.chmod(dir, mode).catch(() => undefined);
+  };
+}
+
 describe.runIf(hasSandbox && asRoot)(
   "one network per workspace, server not root (the holder gets its own user namespace)",
   () => {
     test("a background server answers the next command, and a service is reachable", async () => {
       const ws = await tempDir();
       await fs.chown(ws, 65534, 65534);
+      const restore = await traversableFor(CLI);
       const client = new Client({ name: "test-client", version: "1.0.0" });
       const transport = new StdioClientTransport({
         command: "setpriv",
@@ -149,10 +167,10 @@ describe.runIf(hasSandbox && asRoot)(
         stderr: "pipe",
       });
       transport.stderr?.on("data", () => undefined);
-      await client.connect(transport);
       const call = (args: Record<string, unknown>) =>
         client.callTool({ name: "Run", arguments: args }) as Promise<CallToolResult>;
       try {
+        await client.connect(transport);
         const started = await call({
           command: `node -e 'const s = require("http").createServer((q, r) => r.end("pong")); s.on("error", (e) => { console.error(e.message); process.exit(1); }); s.listen(0, "127.0.0.1", () => console.log("port " + s.address().port))'`,
           run_in_background: true,
@@ -170,6 +188,7 @@ describe.runIf(hasSandbox && asRoot)(
         expect((r.structuredContent as { output: string }).output).toBe("65534\npong\nPONG\n");
       } finally {
         await client.close();
+        await restore();
         await fs.rm(ws, { recursive: true, force: true });
         await fs.rm(path.join(os.tmpdir(), "backend-developer-mcp-services-65534"), { recursive: true, force: true });
       }
