@@ -205,6 +205,25 @@ export const commandResultSchema = z.object({
 });
 export type CommandResult = z.infer<typeof commandResultSchema>;
 
+/**
+ * Starts `bash -c script` in its own process group, stdout piped (stderr is folded into it by the script), stdin
+ * closed. The process comes wrapped: it is a promise of its end, which an async return would wait for.
+ */
+export async function spawnShell(script: string, cwd: string, env: Record<string, string>) {
+  const { execa } = await import("execa");
+  const child = execa("bash", ["-c", script], {
+    cwd,
+    env,
+    extendEnv: false,
+    detached: true,
+    stdin: "ignore",
+    stderr: "inherit",
+    buffer: false,
+    reject: false,
+  });
+  return { child };
+}
+
 /** Runs command with bash -c in the workspace (sandboxed when the sandbox is on) until it ends, times out or is cancelled. */
 export async function runCommand(
   config: CommandConfig,
@@ -217,17 +236,8 @@ export async function runCommand(
   const token = randomUUID();
   const wrapped = await config.sandbox.wrap(`${await limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
   if (ctx.signal.aborted) throw new CommandNotStarted();
-  const { execa } = await import("execa");
-  const child = execa("bash", ["-c", wrapped], {
-    cwd: ctx.ws.root,
-    env: { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), ...serviceEnv, [TOKEN_VAR]: token },
-    extendEnv: false,
-    detached: true,
-    stdin: "ignore",
-    stderr: "inherit",
-    buffer: false,
-    reject: false,
-  });
+  const env = { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), ...serviceEnv, [TOKEN_VAR]: token };
+  const { child } = await spawnShell(wrapped, ctx.ws.root, env);
   const pgid = child.pid!;
   liveCommands.set(token, pgid);
   const out = new BoundedOutput();

@@ -131,16 +131,27 @@ export class RunManager {
       model_calls: 0,
     };
     await writeRecord(store, id, "state.json", state);
-    const tools = toolsFor(agent, this.config.tools);
-    return this.launch(store, state, ctx, {
+    const messages: Message[] = [{ role: "user", content: req.prompt }];
+    return this.launch(store, state, ctx, await this.prepare(agent, backend, store, messages, req.max_budget_usd));
+  }
+
+  /** What a run starts from: the agent's prompt and tools, its web and delegation rights, the conversation. */
+  private async prepare(
+    agent: Agent,
+    backend: Prepared["backend"],
+    store: Store,
+    messages: Message[],
+    budgetUsd: number | undefined,
+  ): Promise<Prepared> {
+    return {
       backend,
       system: await this.systemPrompt(agent, store.workspace),
-      tools,
+      tools: toolsFor(agent, this.config.tools),
       web: webFor(agent),
       delegate: mayDelegate(agent),
-      messages: [{ role: "user", content: req.prompt }],
-      budgetUsd: req.max_budget_usd,
-    });
+      messages,
+      budgetUsd,
+    };
   }
 
   /** The agent's definition, plus (for an agent that can Run) which checks the server will run here, so it runs them first. */
@@ -187,15 +198,9 @@ export class RunManager {
       activity: "queued (resume)",
       updated_at: new Date().toISOString(),
     });
-    const tools = toolsFor(agent, this.config.tools);
+    const messages = continueConversation(saved as Message[], req.prompt);
     return this.launch(store, state, ctx, {
-      backend,
-      system: await this.systemPrompt(agent, store.workspace),
-      tools,
-      web: webFor(agent),
-      delegate: mayDelegate(agent),
-      messages: continueConversation(saved as Message[], req.prompt),
-      budgetUsd: req.max_budget_usd,
+      ...(await this.prepare(agent, backend, store, messages, req.max_budget_usd)),
       previous: prev,
     });
   }
