@@ -97,6 +97,20 @@ describe("delegation to a partner agent", () => {
         (e) => e.type === "tool" && e.child === 1 && e.child_agent === "doc-writer" && e.name === "Write",
       ),
     ).toBe(true);
+    // The delegation is a run of its own, linked to its parent; the listing counts its cost once (in the parent).
+    const childId = rep.children![0]!.run_id!;
+    expect(childId).toMatch(/^\d{8}-\d{6}-[0-9a-f]{6}$/);
+    const own = (await conn.client.callTool({ name: "TaskOutput", arguments: { run_id: childId, wait_seconds: 0 } }))
+      .structuredContent as unknown as TaskReport;
+    expect(own).toMatchObject({ kind: "report", parent_run_id: rep.run_id, agent: "doc-writer", status: "completed" });
+    expect(own.summary).toBe("Wrote docs/API.md with GET /users.");
+    const list = (await conn.client.callTool({ name: "TaskOutput", arguments: {} })).structuredContent as {
+      runs: { run_id: string }[];
+      totals: { runs: number; cost_usd: number };
+    };
+    expect(list.runs.map((x) => x.run_id).sort()).toEqual([rep.run_id, childId].sort());
+    expect(list.totals).toMatchObject({ runs: 1 });
+    expect(list.totals.cost_usd).toBeCloseTo(rep.cost_usd, 10);
   });
 
   test("an unknown partner is an error result the parent can act on", async () => {

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { type AgentOutcome, type AgentStatus, type Budget, freshTokens, runAgent } from "./agent.js";
+import { type AgentOutcome, type Budget, freshTokens, runAgent } from "./agent.js";
+import type { ChildRun } from "./records.js";
 import type { ModelBackend, Usage } from "./model.js";
 import { emptyUsage } from "./pricing.js";
 import type { Agent } from "../prompts.js";
@@ -14,18 +15,8 @@ import { ToolError } from "../server/errors.js";
  * (depth 1), and is verified by the parent's final verification.
  */
 
-/** One delegated piece of work, as the parent's report lists it. */
-export interface ChildRun {
-  agent: string;
-  description: string;
-  status: AgentStatus;
-  summary: string;
-  cost_usd: number;
-  turns: number;
-  model_calls: number;
-  usage: Usage;
-  error?: string;
-}
+/** One delegated piece of work, as the parent's report lists it (the shape is records.ts's childRunSchema). */
+export type { ChildRun } from "./records.js";
 
 /** What a delegation spent, carried in the tool result so the parent adds it to its own totals. */
 export interface Spent {
@@ -45,6 +36,8 @@ export interface DelegationOptions {
   /** The parent's budget and what it has spent so far, read when a delegation starts. */
   budget: () => { total: Budget; spent: { usage: Usage; costUsd: number; turns: number } };
   record: (event: Record<string, unknown>) => void;
+  /** Records the finished delegation as a run of its own, linked to the parent; returns its run id. */
+  onChild?: (run: ChildRun) => Promise<string>;
 }
 
 /** Whether an agent may delegate: its tools list names Task, or it has no tools list. */
@@ -148,6 +141,10 @@ async function delegate(
     usage: outcome.usage,
     ...(outcome.error && { error: outcome.error }),
   };
+  const childId = await o
+    .onChild?.(run)
+    .catch((e: Error) => void record({ type: "child_record_failed", message: e.message }));
+  if (childId) run.run_id = childId;
   record({ type: "delegated", ...run });
   const used: Spent = {
     usage: outcome.usage,

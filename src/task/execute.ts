@@ -10,7 +10,7 @@ import { type LiveRun, note, persist } from "./live.js";
 import type { chooseBackend, Message } from "./model.js";
 import { emptyUsage } from "./pricing.js";
 import type { RunState, TaskReport } from "./records.js";
-import { outcomeWithoutAgent, writeReport, writeReportAnyway } from "./report.js";
+import { outcomeWithoutAgent, writeChildRecord, writeReport, writeReportAnyway } from "./report.js";
 import type { RunConfig } from "./runs.js";
 import type { Scheduler } from "./scheduler.js";
 import { recordFile, type Store, worktreeDir, writeRecord } from "./store.js";
@@ -173,6 +173,7 @@ class Execution {
       backend: this.prepared.backend,
       record: this.record,
       budget: () => ({ total: budget, spent: { usage: state.usage, costUsd: state.cost_usd, turns: state.turn } }),
+      onChild: (child) => writeChildRecord(this.store, state, child),
     });
   }
 

@@ -98,6 +98,7 @@ export type RunState = z.infer<typeof runStateSchema>;
 
 /** Work a run handed to a partner agent (delegation); its changes are checked by the parent's verification. */
 export const childRunSchema = z.object({
+  run_id: runIdSchema.optional().describe("The partner's own run record (TaskOutput shows it)"),
   agent: z.string(),
   description: z.string(),
   status: runStatusSchema,
@@ -138,6 +139,7 @@ export const taskReportSchema = z.object({
   question: questionSchema.optional(),
   error: z.string().optional(),
   notes: z.array(z.string()),
+  parent_run_id: runIdSchema.optional().describe("For a partner agent's run: the run that delegated the work to it"),
   children: z
     .array(childRunSchema)
     .optional()

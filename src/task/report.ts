@@ -1,7 +1,8 @@
 import { changes, keepCommit, snapshot } from "./git.js";
 import { discardWorktreeCommand, mergeCommand, revertCommand } from "./commands.js";
-import type { FileChange, RunState, TaskReport } from "./records.js";
-import { recordFile, type Store, worktreeDir, writeRecord } from "./store.js";
+import fs from "node:fs/promises";
+import type { ChildRun, FileChange, RunState, TaskReport } from "./records.js";
+import { newRunId, recordFile, runDir, type Store, worktreeDir, writeRecord } from "./store.js";
 
 /** How a run ended, as the server writes it: report.json from the outcome, files changed since the checkpoint. */
 
@@ -108,4 +109,40 @@ export function withCommands(store: Store, report: TaskReport): TaskReport {
     revert_command: discardWorktreeCommand(worktreeDir(store, report.run_id)),
     ...(merge && { merge_command: merge }),
   };
+}
+
+/**
+ * A finished delegation as a run record of its own (report only), linked to the parent run: its files and checks are
+ * the parent's (the same workspace and checkpoint), its steps are in the parent's transcript tagged "child".
+ */
+export async function writeChildRecord(store: Store, parent: RunState, child: ChildRun): Promise<string> {
+  const id = newRunId();
+  await fs.mkdir(runDir(store, id));
+  const report: TaskReport = {
+    kind: "report",
+    run_id: id,
+    parent_run_id: parent.run_id,
+    status: child.status,
+    description: child.description,
+    agent: child.agent,
+    model: parent.model,
+    summary: child.summary,
+    files_changed: [],
+    verification: null,
+    usage: child.usage,
+    cost_usd: child.cost_usd,
+    model_calls: child.model_calls,
+    turns: child.turns,
+    fix_rounds: 0,
+    duration_ms: 0,
+    transcript: "",
+    revert_command: "",
+    isolation: "none",
+    ...(child.error && { error: child.error }),
+    notes: [
+      `Delegated by run ${parent.run_id}: its changes, checks and revert command are that run's; its steps are in that run's transcript (events tagged "child").`,
+    ],
+  };
+  await writeRecord(store, id, "report.json", report);
+  return id;
 }

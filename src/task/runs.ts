@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import { loadAgents, type Agent } from "../prompts.js";
 import { ToolError } from "../server/errors.js";
@@ -13,7 +12,18 @@ import { emptyUsage } from "./pricing.js";
 import { isEnded, type RunState, type RunSummary, type TaskReport, type UnreadableRun, type Usage } from "./records.js";
 import { outcomeWithoutAgent, withCommands, writeReportAnyway } from "./report.js";
 import { Scheduler } from "./scheduler.js";
-import { checkRunId, openStore, readMessages, readRun, runDir, runFolders, type Store, writeRecord } from "./store.js";
+import {
+  checkRunId,
+  newRunId,
+  openStore,
+  readMessages,
+  readRun,
+  runDir,
+  runFolders,
+  type Store,
+  UnreadableRunError,
+  writeRecord,
+} from "./store.js";
 import { checksBrief } from "./verify/index.js";
 
 /** Durable Task runs: each lives in the server's state folder, runs/<id>/ (state, conversation, transcript, report), so nothing is only in memory. */
@@ -51,26 +61,12 @@ const webFor = (agent: Agent) => !agent.tools || agent.tools.some((t) => t === "
 
 const LIST_LIMIT = 50;
 
-function newRunId(): string {
-  return `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-")}-${randomBytes(3).toString("hex")}`;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch {
     return false;
-  }
-}
-
-/** A run whose records failed validation: named with the reason, never followed. */
-export class UnreadableRunError extends ToolError {
-  constructor(
-    readonly id: string,
-    readonly reason: string,
-  ) {
-    super(`Run ${id} is unreadable and is not used: ${reason}.`);
   }
 }
 
@@ -282,6 +278,8 @@ export class RunManager {
           model_calls: v.model_calls,
           turns: v.kind === "report" ? v.turns : v.turn,
         });
+      // A partner's run is counted in its parent's totals already.
+      if (v.kind === "report" && v.parent_run_id) continue;
       totals.runs++;
       totals.cost_usd += v.cost_usd;
       totals.model_calls += v.model_calls;

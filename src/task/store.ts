@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
 import fs from "node:fs/promises";
@@ -221,4 +222,19 @@ export async function runFolders(store: Store): Promise<{ ids: string[]; strays:
     else ids.push(e.name);
   }
   return { ids: ids.sort().reverse(), strays };
+}
+
+/** A new run id: creation time (UTC) and 6 random hex digits. */
+export function newRunId(): string {
+  return `${new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-")}-${randomBytes(3).toString("hex")}`;
+}
+
+/** Thrown for a run whose records failed validation: named with the reason, never followed. */
+export class UnreadableRunError extends ToolError {
+  constructor(
+    readonly id: string,
+    readonly reason: string,
+  ) {
+    super(`Run ${id} is unreadable and is not used: ${reason}.`);
+  }
 }
