@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { processesWithToken, processTree, signalAll, waitGone } from "./proctree.js";
 import type { Sandbox } from "./sandbox.js";
 import type { ToolContext, ToolOutput } from "../server/tool.js";
-import { BoundedOutput, commandEnv, KILL_GRACE_MS, killGroup, spawnShell } from "./command.js";
+import { BoundedOutput, commandEnv, KILL_GRACE_MS, killGroup, spawnCommand } from "./command.js";
 import { type BackgroundSummary, type BackgroundView, describe, present, startedOutput } from "./background-view.js";
 import { ToolError } from "../server/errors.js";
 
@@ -101,7 +101,7 @@ export class BackgroundCommands {
         this.config.sandbox.done();
         throw e;
       });
-    const { child } = await spawnShell(wrapped, root, env);
+    const { child } = await spawnCommand(wrapped, root, env);
     if (!child.pid) {
       this.config.sandbox.done();
       const failure = await child;

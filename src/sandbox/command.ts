@@ -1,11 +1,11 @@
 // Running one shell command: in the OS sandbox, with an allowlisted environment, bounded output, a timeout, and a
 // kill that leaves nothing behind. The Run tool and background commands build on it.
 import { randomUUID } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import stripAnsi from "strip-ansi";
 import { z } from "zod";
-import { limitProcesses, readProcFiles, type Sandbox } from "./sandbox.js";
+import { limitProcesses, type Sandbox } from "./sandbox.js";
 
 const MAX_OUTPUT_CHARS = 30_000;
 const KEEP_BYTES = 64 * 1024;
@@ -143,7 +143,7 @@ export class BoundedOutput {
 const TOKEN_VAR = "BACKEND_AGENT_COMMAND";
 /** Live commands: token → process group. */
 const liveCommands = new Map<string, number>();
-process.on("exit", () => liveCommands.forEach((pgid, token) => stopAllNow(token, pgid)));
+process.on("exit", () => liveCommands.forEach((pgid, token) => stopAll(token, pgid)));
 
 function kill(pid: number, signal: NodeJS.Signals): void {
   try {
@@ -153,7 +153,31 @@ function kill(pid: number, signal: NodeJS.Signals): void {
   }
 }
 export const killGroup = (pgid: number, signal: NodeJS.Signals) => kill(-pgid, signal);
-const carries = (environ: string, token: string) => environ.split("\0").includes(`${TOKEN_VAR}=${token}`);
+
+/**
+ * Processes (other than the server) whose environment carries the token; [] without /proc. Synchronous on purpose:
+ * a sweep is one small read per process, far cheaper than as many trips through the thread pool, and it must also
+ * work in an exit handler.
+ */
+function processesCarrying(token: string): number[] {
+  const mark = `${TOKEN_VAR}=${token}`;
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const found: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(mark)) found.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
+}
 
 /**
  * SIGKILLs the command's process group and every process carrying its token, round after round until none is left
@@ -161,34 +185,12 @@ const carries = (environ: string, token: string) => environ.split("\0").includes
  * and a cancel during start-up can reach the outer bwrap before the inner one (the sandbox's pid 1) has armed its
  * die-with-parent signal, orphaning the sandbox. Killing that pid 1 ends everything inside the sandbox.
  */
-export async function stopAll(token: string, pgid: number): Promise<void> {
+export function stopAll(token: string, pgid: number): void {
   killGroup(pgid, "SIGKILL");
   for (let round = 0; round < MAX_SWEEPS; round++) {
-    const pids = (await readProcFiles("environ")).filter(
-      ([pid, environ]) => pid !== process.pid && carries(environ, token),
-    );
+    const pids = processesCarrying(token);
     if (!pids.length) return;
-    for (const [pid] of pids) kill(pid, "SIGKILL");
-  }
-}
-
-/** stopAll, synchronously, for when the server exits. */
-function stopAllNow(token: string, pgid: number): void {
-  killGroup(pgid, "SIGKILL");
-  if (!existsSync("/proc/self/environ")) return;
-  for (let round = 0; round < MAX_SWEEPS; round++) {
-    let found = 0;
-    for (const entry of readdirSync("/proc")) {
-      if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-      try {
-        if (!carries(readFileSync(`/proc/${entry}/environ`, "latin1"), token)) continue;
-        process.kill(Number(entry), "SIGKILL");
-        found++;
-      } catch {
-        // gone, or not ours
-      }
-    }
-    if (!found) return;
+    for (const pid of pids) kill(pid, "SIGKILL");
   }
 }
 
@@ -206,12 +208,12 @@ export const commandResultSchema = z.object({
 export type CommandResult = z.infer<typeof commandResultSchema>;
 
 /**
- * Starts `bash -c script` in its own process group, stdout piped (stderr is folded into it by the script), stdin
- * closed. The process comes wrapped: it is a promise of its end, which an async return would wait for.
+ * Starts a command (the words Sandbox.wrap made) in its own process group, stdout piped (stderr is folded into it by
+ * the script), stdin closed. The process comes wrapped: it is a promise of its end, which an async return would wait for.
  */
-export async function spawnShell(script: string, cwd: string, env: Record<string, string>) {
+export async function spawnCommand([file, ...args]: string[], cwd: string, env: Record<string, string>) {
   const { execa } = await import("execa");
-  const child = execa("bash", ["-c", script], {
+  const child = execa(file!, args, {
     cwd,
     env,
     extendEnv: false,
@@ -234,10 +236,10 @@ export async function runCommand(
   const serviceEnv = (await config.serviceEnv?.(ctx.ws.root)) ?? {};
   const started = Date.now();
   const token = randomUUID();
-  const wrapped = await config.sandbox.wrap(`${await limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
+  const wrapped = await config.sandbox.wrap(`${limitProcesses()}exec 2>&1\n${command}`, token, ctx.ws.root);
   if (ctx.signal.aborted) throw new CommandNotStarted();
   const env = { ...commandEnv(process.env, config.allowEnv, config.sandbox.tmpdir), ...serviceEnv, [TOKEN_VAR]: token };
-  const { child } = await spawnShell(wrapped, ctx.ws.root, env);
+  const { child } = await spawnCommand(wrapped, ctx.ws.root, env);
   const pgid = child.pid!;
   liveCommands.set(token, pgid);
   const out = new BoundedOutput();
@@ -248,9 +250,10 @@ export async function runCommand(
   });
   let stopReason: "timeout" | "cancel" | undefined;
   // SIGTERM to the group first, so tools can clean up; then everything the command started is killed.
+  const sweeps = new Set<NodeJS.Timeout>();
   const terminate = () => {
     killGroup(pgid, "SIGTERM");
-    setTimeout(() => void stopAll(token, pgid), KILL_GRACE_MS).unref();
+    sweeps.add(setTimeout(() => stopAll(token, pgid), KILL_GRACE_MS).unref());
   };
   const stop = (reason: "timeout" | "cancel") => {
     stopReason ??= reason;
@@ -270,7 +273,9 @@ export async function runCommand(
   clearTimeout(timer);
   clearInterval(heartbeat);
   ctx.signal.removeEventListener("abort", onAbort);
-  await stopAll(token, pgid);
+  // The output has ended: nothing is left to wait for, so the last sweep comes now instead of after the grace.
+  sweeps.forEach(clearTimeout);
+  stopAll(token, pgid);
   liveCommands.delete(token);
   const { output, omitted } = out.render();
   const result: CommandResult = {

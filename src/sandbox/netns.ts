@@ -238,16 +238,17 @@ export class SharedNetwork {
 
   constructor(readonly isolated: boolean) {}
 
-  /** The command line to run instead of the runtime's: the same sandbox, inside the workspace network. */
-  async join(wrapped: string): Promise<string> {
+  /** The words to run instead of the runtime's line: the same sandbox, inside the workspace network. */
+  async join(wrapped: string): Promise<string[]> {
     if (!this.isolated) {
-      if (unquote(wrapped).includes("--unshare-net"))
+      const words = unquote(wrapped);
+      if (words.includes("--unshare-net"))
         throw new NetworkJoinError("it isolates the network although --allow-network is set");
-      return wrapped;
+      return words;
     }
     const { words, relays } = adaptCommandLine(wrapped);
     const network = await this.ready(relays);
-    return `${quote(network.enter())} ${quote(words)}`;
+    return [...network.enter(), ...words];
   }
 
   /** The network, started with these relays when it does not exist yet; undefined when commands use the host's. */

@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, rmdirSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, rmdirSync, statSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -20,8 +20,8 @@ export interface Sandbox {
   tmpdir: string;
   /** Why the sandbox is off, when it is. */
   warning?: string;
-  /** Turns a shell command into the command to run with bash -c in the workspace. */
-  wrap(command: string, id: string, workspace: string): Promise<string>;
+  /** The program and arguments that run a shell command with bash in the workspace (sandboxed when active). */
+  wrap(command: string, id: string, workspace: string): Promise<string[]>;
   /** To call after each command. */
   done(): void;
   /** The workspace network sandboxed commands share (src/netns.ts), started if needed; undefined when they use the host's. */
@@ -62,23 +62,27 @@ export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number>
   return removed;
 }
 
-/** Each live process's pid with the content of /proc/<pid>/<file> (those gone or unreadable left out); [] without /proc. */
-export async function readProcFiles(file: "environ" | "status"): Promise<[number, string][]> {
-  const pids = (await fs.readdir("/proc").catch(() => [])).filter((e) => /^\d+$/.test(e)).map(Number);
-  const read = await Promise.all(
-    pids.map(async (pid) => [pid, await fs.readFile(`/proc/${pid}/${file}`, "latin1").catch(() => undefined)] as const),
-  );
-  return read.filter((entry): entry is [number, string] => entry[1] !== undefined);
+/** Shell lines capping the processes of the command they precede: the user's current count plus MAX_COMMAND_PROCESSES
+ * (RLIMIT_NPROC counts all of the user's processes). Empty for root, for whom the kernel does not enforce it, and
+ * without /proc. */
+export function limitProcesses(): string {
+  const uid = process.getuid?.();
+  if (uid === undefined || uid === 0) return "";
+  let mine = 0;
+  for (const entry of readdirSafe("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    // /proc/<pid> belongs to the process's user: one stat instead of reading its status file.
+    if (statSync(`/proc/${entry}`, { throwIfNoEntry: false })?.uid === uid) mine++;
+  }
+  return mine ? `ulimit -u ${mine + MAX_COMMAND_PROCESSES} 2>/dev/null\n` : "";
 }
 
-/** Shell lines capping the processes of the command they precede: the user's current count plus MAX_COMMAND_PROCESSES
- * (RLIMIT_NPROC counts all of the user's processes; it is not enforced for root). Empty without /proc. */
-export async function limitProcesses(): Promise<string> {
-  const uid = String(process.getuid?.());
-  const mine = (await readProcFiles("status")).filter(
-    ([, status]) => /^Uid:\s+(\d+)/m.exec(status)?.[1] === uid,
-  ).length;
-  return mine ? `ulimit -u ${mine + MAX_COMMAND_PROCESSES} 2>/dev/null\n` : "";
+function readdirSafe(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
 }
 
 const INSTALL_HINT: Record<string, string> = {
@@ -120,7 +124,7 @@ function plainSandbox(tmpdir: string, warning: string): Sandbox {
     active: false,
     tmpdir,
     warning,
-    wrap: async (command) => command,
+    wrap: async (command) => ["bash", "-c", command],
     done: () => undefined,
     network: async () => undefined,
     close: () => fs.rm(tmpdir, { recursive: true, force: true }),
@@ -209,19 +213,20 @@ class OsSandbox implements Sandbox {
     return this.manager;
   }
 
-  async wrap(command: string, id: string, workdir: string): Promise<string> {
+  async wrap(command: string, id: string, workdir: string): Promise<string[]> {
     this.running++;
     const dir = path.join(workdir, ".claude");
     if (!this.mountFolders.has(dir))
       this.mountFolders.set(dir, lstatSync(dir, { throwIfNoEntry: false }) !== undefined);
     const m = await this.start(workdir);
-    if (!m) return command;
+    if (!m) return ["bash", "-c", command];
     const perCall = { filesystem: this.filesystem(workdir) } as unknown as Parameters<typeof m.wrapWithSandbox>[2];
     const wrapped = await m.wrapWithSandbox(command, undefined, perCall, undefined, {
       commandId: id,
       commandText: command,
     });
-    return this.shared ? this.shared.join(wrapped) : wrapped;
+    // On Linux the runtime's line is run as words (no shell around it); sandbox-exec's line keeps its shell.
+    return this.shared ? this.shared.join(wrapped) : ["bash", "-c", wrapped];
   }
 
   done(): void {
