@@ -94,7 +94,7 @@ export function adaptCommandLine(wrapped: string): { words: string[]; relays?: R
   const adapted = [...words.slice(0, at), ...words.slice(at + 1)];
   const script = adapted.at(-1)!;
   // With the proxy: `<shell> -c '<socat http &>\n<socat socks &>\n<trap>\n<the command>'`.
-  if (!/^\S+ -c '/.test(script)) return { words: adapted };
+  if (!/^\S+ -c '/.test(script)) return { words: withoutInnerShell(adapted) };
   const inner = unquote(script);
   if (inner.length !== 3 || inner[1] !== "-c")
     throw new NetworkJoinError("the in-sandbox script is not `<shell> -c <script>`");
@@ -103,10 +103,28 @@ export function adaptCommandLine(wrapped: string): { words: string[]; relays?: R
   const socks = RELAY_LINE(RELAY_PORTS.socks).exec(lines[1] ?? "");
   if (!http || !socks || !lines[2]?.startsWith("trap ")) {
     if (lines.some((l) => /TCP-LISTEN/.test(l))) throw new NetworkJoinError("its proxy relay lines changed");
-    return { words: adapted };
+    return { words: withoutInnerShell(adapted) };
   }
   adapted[adapted.length - 1] = lines.slice(3).join("\n");
-  return { words: adapted, relays: { http: http[1]!, socks: socks[1]! } };
+  return { words: withoutInnerShell(adapted), relays: { http: http[1]!, socks: socks[1]! } };
+}
+
+/**
+ * `… -- <shell> -c '<apply-seccomp> <shell> -c <command>'` becomes `… -- <apply-seccomp> <shell> -c <command>`: the
+ * same programs, one shell fewer. Any other shape is left as it is.
+ */
+export function withoutInnerShell(words: string[]): string[] {
+  const [shell, dashC, script] = words.slice(-3);
+  if (dashC !== "-c" || !script || !script.includes("apply-seccomp ")) return words;
+  let inner: string[];
+  try {
+    inner = unquote(script);
+  } catch {
+    return words;
+  }
+  if (inner.length !== 4 || path.basename(inner[0]!) !== "apply-seccomp" || inner[1] !== shell || inner[2] !== "-c")
+    return words;
+  return [...words.slice(0, -3), ...inner];
 }
 
 /** A network namespace kept alive by a holder process, shared by the workspace's commands and services. */
@@ -244,7 +262,7 @@ export class SharedNetwork {
       const words = unquote(wrapped);
       if (words.includes("--unshare-net"))
         throw new NetworkJoinError("it isolates the network although --allow-network is set");
-      return words;
+      return withoutInnerShell(words);
     }
     const { words, relays } = adaptCommandLine(wrapped);
     const network = await this.ready(relays);
