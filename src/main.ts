@@ -4,7 +4,7 @@ import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { pkg } from "./paths.js";
 import { BackgroundCommands } from "./sandbox/background.js";
 import { backgroundToolsForAgents } from "./sandbox/background-view.js";
-import { createSandbox, type Sandbox } from "./sandbox/sandbox.js";
+import { createSandbox, type Sandbox, sweepStaleTempFolders } from "./sandbox/sandbox.js";
 import { createServer, fileTools, log } from "./server/server.js";
 import { StdioTransport } from "./server/stdio.js";
 import type { Tool } from "./server/tool.js";
@@ -12,6 +12,9 @@ import { Services } from "./services/index.js";
 import { setModelOptions } from "./task/model-options.js";
 import { createRunTool } from "./tools/run.js";
 import { createTaskTools } from "./tools/task.js";
+
+/** How long after the answer to initialize the start-up chores (stale temp sweeps) begin. */
+const CHORES_DELAY_MS = 200;
 
 function fail(message: string): never {
   process.stderr.write(`${pkg.name}: ${message}\n`);
@@ -86,7 +89,7 @@ async function main(): Promise<void> {
   );
   const { tools, close } = buildTools(o, sandbox);
   const notes = sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [];
-  const { server } = createServer({ workspace, tools, notes });
+  const { server, tidy } = createServer({ workspace, tools, notes });
   warn = (message) => log(server, "warning", message);
 
   let closing = false;
@@ -100,7 +103,14 @@ async function main(): Promise<void> {
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown());
   server.server.onclose = () => void shutdown();
   process.stdin.on("end", () => void shutdown());
-  await server.connect(new StdioTransport((message) => log(server, "warning", message)));
+  const transport = new StdioTransport((message) => log(server, "warning", message));
+  // Start-up chores wait until initialize is answered and the client's first requests are served.
+  transport.onInitializeAnswered = () =>
+    setTimeout(() => {
+      sweepStaleTempFolders(warn);
+      tidy();
+    }, CHORES_DELAY_MS).unref();
+  await server.connect(transport);
   if (sandbox.warning) log(undefined, "warning", sandbox.warning);
   const where = workspace?.root ?? "(the client's first root, else the current folder)";
   const names = tools.map((t) => t.name).join(", ");

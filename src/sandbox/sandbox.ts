@@ -127,14 +127,18 @@ function plainSandbox(tmpdir: string, warning: string): Sandbox {
   };
 }
 
+/** Starts removing the temp folders of servers that are no longer running (a start-up chore), warning how many went. */
+export function sweepStaleTempFolders(warn: (message: string) => void): void {
+  void removeStaleTempFolders().then(
+    (n) => n && warn(`removed ${n} temp folders of servers that are no longer running`),
+  );
+}
+
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
 export async function createSandbox(
   opts: SandboxOptions,
   warn: (message: string) => void = () => undefined,
 ): Promise<Sandbox> {
-  void removeStaleTempFolders().then(
-    (n) => n && warn(`removed ${n} temp folders of servers that are no longer running`),
-  );
   const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   if (opts.mode === "off") return plainSandbox(tmpdir, "the OS sandbox is off (--sandbox off)");
   const early = missingPrograms();

@@ -8,6 +8,8 @@ import {
   type LoggingLevel,
   type ServerNotification,
 } from "@modelcontextprotocol/sdk/types.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
+import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { z } from "zod";
 import { pkg } from "../paths.js";
 import { instructions, loadCommands, render, roleText } from "../prompts.js";
@@ -66,14 +68,31 @@ function progressReporter(token: string | number | undefined, send: (n: ServerNo
   };
 }
 
-export function createServer(options: ServerOptions): { server: McpServer; workspace: () => Promise<Workspace> } {
+/** The SDK's default validator (Ajv with formats), built on first use: only elicitation needs it, start-up does not. */
+function lazyValidator(): jsonSchemaValidator {
+  let ajv: AjvJsonSchemaValidator | undefined;
+  return { getValidator: (schema) => (ajv ??= new AjvJsonSchemaValidator()).getValidator(schema) };
+}
+
+export interface CreatedServer {
+  server: McpServer;
+  workspace: () => Promise<Workspace>;
+  /** Starts removing stale temp files from the workspace given at start, if any (a start-up chore, run later). */
+  tidy: () => void;
+}
+
+export function createServer(options: ServerOptions): CreatedServer {
   const tools = options.tools ?? fileTools;
   const server = new McpServer(
     { name: pkg.name, version: pkg.version },
-    { capabilities: { tools: {}, logging: {} }, instructions: [instructions(), ...(options.notes ?? [])].join("\n") },
+    {
+      capabilities: { tools: {}, logging: {} },
+      instructions: [instructions(), ...(options.notes ?? [])].join("\n"),
+      jsonSchemaValidator: lazyValidator(),
+    },
   );
 
-  let workspace: Promise<Workspace> | undefined = options.workspace && Promise.resolve(tidy(server, options.workspace));
+  let workspace: Promise<Workspace> | undefined = options.workspace && Promise.resolve(options.workspace);
   const getWorkspace = () => (workspace ??= resolveFromRoots(server).then((ws) => tidy(server, ws)));
 
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({
@@ -121,7 +140,7 @@ export function createServer(options: ServerOptions): { server: McpServer; works
   });
 
   registerPrompts(server);
-  return { server, workspace: getWorkspace };
+  return { server, workspace: getWorkspace, tidy: () => options.workspace && tidy(server, options.workspace) };
 }
 
 /** Starts removing what a killed server left in the workspace (in the background); returns ws. */
