@@ -1,9 +1,33 @@
 // Bundles the CLI and the demo into dist/ so start-up reads a few files instead of hundreds.
 // Heavy dependencies that only some calls need stay external and load on first use.
 import { rm } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { isDeepStrictEqual } from "node:util";
 import { build } from "esbuild";
 
 await rm("dist", { recursive: true, force: true });
+
+/** prompts/commands/*.md parsed now by src/prompts.ts itself, so start-up needs no YAML parser (see readCommandFiles). */
+async function parsedCommands() {
+  const outfile = "dist/parse-commands.mjs";
+  await build({
+    entryPoints: ["src/prompts.ts"],
+    outfile,
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    packages: "external",
+    logLevel: "warning",
+  });
+  const { readCommandFiles } = await import(pathToFileURL(path.resolve(outfile)).href);
+  await rm(outfile);
+  const commands = await readCommandFiles();
+  const json = JSON.stringify(commands);
+  if (!isDeepStrictEqual(JSON.parse(json), commands))
+    throw new Error("prompts/commands: front matter that JSON cannot hold");
+  return json;
+}
 
 await build({
   entryPoints: { cli: "src/cli.ts", demo: "src/testing/demo.ts", "ts-check": "src/task/verify/ts-check.ts" },
@@ -23,6 +47,7 @@ await build({
     "@anthropic-ai/vertex-sdk",
     "ts-morph",
   ],
+  define: { __PARSED_COMMANDS__: await parsedCommands() },
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
 });

@@ -2,6 +2,7 @@
 import { Workspace } from "./files/workspace.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { pkg } from "./paths.js";
+import { loadCommands } from "./prompts.js";
 import { BackgroundCommands } from "./sandbox/background.js";
 import { backgroundToolsForAgents } from "./sandbox/background-view.js";
 import { createSandbox, type Sandbox, sweepStaleTempFolders } from "./sandbox/sandbox.js";
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
   );
   const { tools, close } = buildTools(o, sandbox);
   const notes = sandbox.warning ? [`Warning: ${sandbox.warning}.`] : [];
-  const { server, tidy } = createServer({ workspace, tools, notes });
+  const { server, tidy } = createServer({ workspace, tools, notes, commands: await loadCommands() });
   warn = (message) => log(server, "warning", message);
 
   let closing = false;

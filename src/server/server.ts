@@ -12,7 +12,7 @@ import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv
 import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { z } from "zod";
 import { pkg } from "../paths.js";
-import { instructions, loadCommands, render, roleText } from "../prompts.js";
+import { type Command, instructions, render, roleText } from "../prompts.js";
 import { elicitAnswer } from "./elicit.js";
 import { callTool, errorResult, jsonSchemas, type Tool, type ToolContext } from "./tool.js";
 import edit from "../tools/edit.js";
@@ -30,6 +30,8 @@ export interface ServerOptions {
   tools?: Tool[];
   /** Extra lines for the instructions, e.g. a sandbox warning. */
   notes?: string[];
+  /** The quick commands (loadCommands), served as prompts. */
+  commands: Command[];
 }
 
 const PROGRESS_INTERVAL_MS = 250;
@@ -139,7 +141,7 @@ export function createServer(options: ServerOptions): CreatedServer {
     }
   });
 
-  registerPrompts(server);
+  registerPrompts(server, options.commands);
   return { server, workspace: getWorkspace, tidy: () => options.workspace && tidy(server, options.workspace) };
 }
 
@@ -167,7 +169,7 @@ async function resolveFromRoots(server: McpServer): Promise<Workspace> {
   return Workspace.open(process.cwd());
 }
 
-function registerPrompts(server: McpServer): void {
+function registerPrompts(server: McpServer, commands: Command[]): void {
   const role = roleText();
   server.registerPrompt(
     "backend-developer",
@@ -180,7 +182,7 @@ function registerPrompts(server: McpServer): void {
       messages: [{ role: "user", content: { type: "text", text: task ? `${role}\n\n## Task\n${task}` : role } }],
     }),
   );
-  for (const cmd of loadCommands()) {
+  for (const cmd of commands) {
     const argsSchema = Object.fromEntries(
       (cmd.meta.arguments ?? []).map((a) => [
         a.name,
