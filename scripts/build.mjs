@@ -29,6 +29,25 @@ async function parsedCommands() {
   return json;
 }
 
+/**
+ * zod re-exports all its ~50 locales (z.locales.*) and the bundle cannot leave them out; nothing here uses them
+ * (messages are English), so its locale index is built as English only: a third less code to load at start.
+ */
+const englishZod = {
+  name: "english-zod",
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) =>
+      /[\\/]node_modules[\\/]zod[\\/]v4[\\/]/.test(args.importer)
+        ? { path: path.join(path.dirname(args.importer), "..", "locales", "en.js"), namespace: "english-zod" }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: "english-zod" }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(args.path)};`,
+      resolveDir: path.dirname(args.path),
+    }));
+  },
+};
+
 await build({
   entryPoints: { cli: "src/cli.ts", demo: "src/testing/demo.ts", "ts-check": "src/task/verify/ts-check.ts" },
   outdir: "dist",
@@ -47,6 +66,7 @@ await build({
     "@anthropic-ai/vertex-sdk",
     "ts-morph",
   ],
+  plugins: [englishZod],
   define: { __PARSED_COMMANDS__: await parsedCommands() },
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
