@@ -1,4 +1,5 @@
 // The command: options → sandbox, services and background commands → tools → the MCP server on stdio.
+import { ripgrepPath } from "./files/ripgrep.js";
 import { Workspace } from "./files/workspace.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { pkg } from "./paths.js";
@@ -110,6 +111,7 @@ async function main(): Promise<void> {
     setTimeout(() => {
       sweepStaleTempFolders(warn);
       tidy();
+      ripgrepPath().catch((e: Error) => warn(`ripgrep is missing, so Grep and Glob will fail: ${e.message}`));
     }, CHORES_DELAY_MS).unref();
   await server.connect(transport);
   if (sandbox.warning) log(undefined, "warning", sandbox.warning);

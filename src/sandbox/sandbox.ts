@@ -2,7 +2,7 @@ import { existsSync, lstatSync, rmdirSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { rgPath } from "@vscode/ripgrep";
+import { ripgrepPath } from "../files/ripgrep.js";
 import { SharedNetwork, type WorkspaceNetwork } from "./netns.js";
 
 export type SandboxMode = "auto" | "os" | "off";
@@ -100,15 +100,15 @@ function missingPrograms(): string[] {
 }
 
 type Runtime = Awaited<ReturnType<typeof loadRuntime>>;
-const ripgrep = { command: rgPath };
 
 /** The sandbox runtime, loaded on first use, and what it finds missing. */
 async function loadRuntime() {
   const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
+  const ripgrep = { command: await ripgrepPath() };
   const problems = SandboxManager.isSupportedPlatform()
     ? SandboxManager.checkDependencies(ripgrep).errors
     : [`platform ${process.platform} is not supported`];
-  return { SandboxManager, problems };
+  return { SandboxManager, problems, ripgrep };
 }
 
 const unavailable = (problems: string[]) =>
@@ -206,7 +206,7 @@ class OsSandbox implements Sandbox {
       process.chdir(workdir);
       process.env.CLAUDE_CODE_TMPDIR = this.tmpdir;
       this.manager = loaded.SandboxManager;
-      const config = { filesystem: this.filesystem(workdir), network: this.networkRules(), ripgrep };
+      const config = { filesystem: this.filesystem(workdir), network: this.networkRules(), ripgrep: loaded.ripgrep };
       this.ready = this.manager.initialize(config as unknown as Parameters<Runtime["SandboxManager"]["initialize"]>[0]);
     }
     await this.ready;
