@@ -21,14 +21,27 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env, home = os.homedi
   return base && path.isAbsolute(base) ? path.join(base, NAME, "compile-cache") : undefined;
 }
 
-/** The folders the workspace may be: each --workspace given, else the current folder (the default workspace). */
-export function workspaceCandidates(argv: string[], cwd = process.cwd()): string[] {
-  const { values } = parseArgs({
+const readArgs = (argv: string[]) =>
+  parseArgs({
     args: argv,
-    options: { workspace: { type: "string", short: "w", multiple: true } },
+    options: {
+      workspace: { type: "string", short: "w", multiple: true },
+      help: { type: "boolean", short: "h" },
+      version: { type: "boolean", short: "v" },
+    },
     strict: false,
     allowPositionals: true,
-  });
+  }).values;
+
+/** Whether the command starts the server: `init`, --help and --version write nothing, a cache included. */
+export function startsServer(argv: string[]): boolean {
+  const values = readArgs(argv);
+  return argv[0] !== "init" && values.help !== true && values.version !== true;
+}
+
+/** The folders the workspace may be: each --workspace given, else the current folder (the default workspace). */
+export function workspaceCandidates(argv: string[], cwd = process.cwd()): string[] {
+  const values = readArgs(argv);
   const given = (values.workspace ?? []).filter((w): w is string => typeof w === "string");
   return given.length ? given.map((w) => path.resolve(cwd, w)) : [cwd];
 }
@@ -68,6 +81,7 @@ export function enableCompileCache(argv = process.argv.slice(2)): void {
   const enable = (module as { enableCompileCache?: (dir?: string) => unknown }).enableCompileCache;
   if (typeof enable !== "function" || process.env.NODE_COMPILE_CACHE || process.env.NODE_DISABLE_COMPILE_CACHE) return;
   try {
+    if (!startsServer(argv)) return;
     const root = cacheRoot();
     const dir = root && safeCacheDir(root, workspaceCandidates(argv));
     if (dir) enable(dir);

@@ -3,7 +3,7 @@ import fs from "node:fs/promises";
 import module from "node:module";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { cacheRoot, safeCacheDir, workspaceCandidates } from "../src/compile-cache.js";
+import { cacheRoot, safeCacheDir, startsServer, workspaceCandidates } from "../src/compile-cache.js";
 import { connect, ok, tempDir } from "./helpers.js";
 
 /** Node's compile cache exists from Node 22.1 on; on Node 20 start-up must simply work without it. */
@@ -50,6 +50,13 @@ describe("where the compile cache goes", () => {
     expect(workspaceCandidates(["--workspace=/abs"], "/c")).toEqual(["/abs"]);
     expect(workspaceCandidates(["-w", "b", "-w", "/d"], "/c")).toEqual(["/c/b", "/d"]);
     expect(workspaceCandidates(["--sandbox", "off"], "/c")).toEqual(["/c"]);
+  });
+
+  test("only a server start uses it: init, --help and --version write nothing", () => {
+    expect(startsServer(["--workspace", "a"])).toBe(true);
+    expect(startsServer([])).toBe(true);
+    for (const argv of [["init", "--print"], ["--help"], ["-h"], ["--version"], ["-v"]])
+      expect(startsServer(argv)).toBe(false);
   });
 
   test("never inside a workspace: refused before anything is created there", () => {
