@@ -1,6 +1,6 @@
 // Bundles the CLI and the demo into dist/ so start-up reads a few files instead of hundreds.
 // Heavy dependencies that only some calls need stay external and load on first use.
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { isDeepStrictEqual } from "node:util";
@@ -48,6 +48,33 @@ const englishZod = {
   },
 };
 
+/**
+ * The MCP SDK's server module imports its Ajv validator, and so evaluates Ajv and ajv-formats, at start; only
+ * elicitation uses it (src/server/server.ts builds it on first use). The provider is built with require() calls where
+ * it constructs them, which the bundle evaluates then. Fails the build when the SDK's file changes shape.
+ */
+const lazyAjv = {
+  name: "lazy-ajv",
+  setup(b) {
+    b.onLoad(
+      { filter: /[\\/]@modelcontextprotocol[\\/]sdk[\\/]dist[\\/]esm[\\/]validation[\\/]ajv-provider\.js$/ },
+      async (args) => {
+        let contents = await readFile(args.path, "utf8");
+        for (const [from, to] of [
+          ["import Ajv from 'ajv';\n", ""],
+          ["import _addFormats from 'ajv-formats';\n", ""],
+          ["new Ajv(", "new (require('ajv').default)("],
+          ["const addFormats = _addFormats;", "const addFormats = require('ajv-formats').default;"],
+        ]) {
+          if (!contents.includes(from)) throw new Error(`lazy-ajv: ${args.path} no longer has ${JSON.stringify(from)}`);
+          contents = contents.replace(from, to);
+        }
+        return { contents, loader: "js" };
+      },
+    );
+  },
+};
+
 await build({
   entryPoints: { cli: "src/cli.ts", demo: "src/testing/demo.ts", "ts-check": "src/task/verify/ts-check.ts" },
   outdir: "dist",
@@ -66,7 +93,7 @@ await build({
     "@anthropic-ai/vertex-sdk",
     "ts-morph",
   ],
-  plugins: [englishZod],
+  plugins: [englishZod, lazyAjv],
   define: { __PARSED_COMMANDS__: await parsedCommands() },
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: "warning",
