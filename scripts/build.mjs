@@ -26,7 +26,7 @@ async function parsedCommands() {
   const json = JSON.stringify(commands);
   if (!isDeepStrictEqual(JSON.parse(json), commands))
     throw new Error("prompts/commands: front matter that JSON cannot hold");
-  return json;
+  return JSON.stringify(json); // a string literal where it is used (a JSON object would be a module of its own)
 }
 
 /**

@@ -35,8 +35,8 @@ export interface CommandFile extends Doc<CommandMeta> {
   text: string;
 }
 
-/** prompts/commands/*.md as parsed by scripts/build.mjs (undefined when running from src/). */
-declare const __PARSED_COMMANDS__: CommandFile[] | undefined;
+/** prompts/commands/*.md as parsed by scripts/build.mjs, in JSON (undefined when running from src/). */
+declare const __PARSED_COMMANDS__: string | undefined;
 
 /**
  * The quick command files, in name order, each parsed (a file whose text is the one parsed at build time reuses
@@ -45,7 +45,10 @@ declare const __PARSED_COMMANDS__: CommandFile[] | undefined;
 export async function readCommandFiles(): Promise<CommandFile[]> {
   const dir = path.join(promptsDir, "commands");
   const built = new Map(
-    (typeof __PARSED_COMMANDS__ === "undefined" ? [] : __PARSED_COMMANDS__).map((c) => [c.file, c]),
+    (typeof __PARSED_COMMANDS__ === "undefined" ? [] : (JSON.parse(__PARSED_COMMANDS__) as CommandFile[])).map((c) => [
+      c.file,
+      c,
+    ]),
   );
   const files = readdirSync(dir)
     .filter((f) => f.endsWith(".md"))
