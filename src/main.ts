@@ -1,4 +1,5 @@
 // The command: options → sandbox, services and background commands → tools → the MCP server on stdio.
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ripgrepPath } from "./files/ripgrep.js";
 import { Workspace } from "./files/workspace.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
@@ -9,7 +10,7 @@ import { backgroundToolsForAgents } from "./sandbox/background-view.js";
 import { createSandbox, type Sandbox, sweepStaleTempFolders } from "./sandbox/sandbox.js";
 import { createServer, fileTools, log } from "./server/server.js";
 import { StdioTransport } from "./server/stdio.js";
-import type { Tool } from "./server/tool.js";
+import { jsonSchemas, type Tool } from "./server/tool.js";
 import { Services } from "./services/index.js";
 import { setModelOptions } from "./task/model-options.js";
 import { createRunTool } from "./tools/run.js";
@@ -72,6 +73,18 @@ function buildTools(o: ServerArgs, sandbox: Sandbox): { tools: Tool[]; close: ()
   return { tools: [...agentTools, ...taskTools], close };
 }
 
+/** The stdio transport; what start-up can do without waits until initialize is answered. */
+function transportFor(server: McpServer, tools: Tool[], chores: () => void): StdioTransport {
+  const transport = new StdioTransport((message) => log(server, "warning", message));
+  transport.onInitializeAnswered = () => {
+    // tools/list usually comes next: its JSON Schemas are converted while the client reads the answer.
+    setImmediate(() => tools.forEach(jsonSchemas));
+    // Stale temp sweeps wait until the client's first requests are served.
+    setTimeout(chores, CHORES_DELAY_MS).unref();
+  };
+  return transport;
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === "init") {
     process.exitCode = await (await import("./hosts/init.js")).init(process.argv.slice(3));
@@ -105,15 +118,12 @@ async function main(): Promise<void> {
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => void shutdown());
   server.server.onclose = () => void shutdown();
   process.stdin.on("end", () => void shutdown());
-  const transport = new StdioTransport((message) => log(server, "warning", message));
-  // Start-up chores wait until initialize is answered and the client's first requests are served.
-  transport.onInitializeAnswered = () =>
-    setTimeout(() => {
-      sweepStaleTempFolders(warn);
-      tidy();
-      ripgrepPath().catch((e: Error) => warn(`ripgrep is missing, so Grep and Glob will fail: ${e.message}`));
-    }, CHORES_DELAY_MS).unref();
-  await server.connect(transport);
+  const chores = () => {
+    sweepStaleTempFolders(warn);
+    tidy();
+    ripgrepPath().catch((e: Error) => warn(`ripgrep is missing, so Grep and Glob will fail: ${e.message}`));
+  };
+  await server.connect(transportFor(server, tools, chores));
   if (sandbox.warning) log(undefined, "warning", sandbox.warning);
   const where = workspace?.root ?? "(the client's first root, else the current folder)";
   const names = tools.map((t) => t.name).join(", ");
