@@ -8,7 +8,13 @@ import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MAJORS = ["22", "24"];
-const FILES = ["test/protocol.test.ts", "test/client-commands.test.ts", "test/escape.test.ts", "test/run.test.ts"];
+const FILES = [
+  "test/protocol.test.ts",
+  "test/client-commands.test.ts",
+  "test/escape.test.ts",
+  "test/run.test.ts",
+  "test/compile-cache.test.ts",
+];
 const binary = (major) =>
   path.join(root, ".cache", `node${major}`, "node_modules", `node-${process.platform}-${process.arch}`, "bin", "node");
 

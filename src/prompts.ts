@@ -1,7 +1,6 @@
 import { readdirSync, readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { parse } from "yaml";
 import { z } from "zod";
 import { packageRoot } from "./paths.js";
 import { readRegularText } from "./files/regular.js";
@@ -11,9 +10,11 @@ export interface Doc<M> {
   body: string;
 }
 
-export function parseFrontMatter<M>(text: string, source: string): Doc<M> {
+/** YAML front matter and body; the YAML parser is loaded on first use (start-up does without it: see loadCommands). */
+export async function parseFrontMatter<M>(text: string, source: string): Promise<Doc<M>> {
   const m = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?([\s\S]*)$/.exec(text);
   if (!m) throw new Error(`${source}: missing YAML front matter`);
+  const { parse } = await import("./yaml.js");
   return { meta: (parse(m[1]!) ?? {}) as M, body: m[2]!.trim() };
 }
 
@@ -28,16 +29,46 @@ export interface Command extends Doc<CommandMeta> {
 
 const promptsDir = path.join(packageRoot, "prompts");
 
-/** Quick commands from prompts/commands/*.md, exposed as MCP prompts named be-<file>. */
-export function loadCommands(): Command[] {
+/** A quick command file as parsed: its text, front matter and body. */
+export interface CommandFile extends Doc<CommandMeta> {
+  file: string;
+  text: string;
+}
+
+/** prompts/commands/*.md as parsed by scripts/build.mjs, in JSON (undefined when running from src/). */
+declare const __PARSED_COMMANDS__: string | undefined;
+
+/**
+ * The quick command files, in name order, each parsed (a file whose text is the one parsed at build time reuses
+ * that parse, so start-up needs no YAML parser).
+ */
+export async function readCommandFiles(): Promise<CommandFile[]> {
   const dir = path.join(promptsDir, "commands");
-  return readdirSync(dir)
+  const built = new Map(
+    (typeof __PARSED_COMMANDS__ === "undefined" ? [] : (JSON.parse(__PARSED_COMMANDS__) as CommandFile[])).map((c) => [
+      c.file,
+      c,
+    ]),
+  );
+  const files = readdirSync(dir)
     .filter((f) => f.endsWith(".md"))
-    .sort()
-    .map((f) => ({
-      name: `be-${path.basename(f, ".md")}`,
-      ...parseFrontMatter<CommandMeta>(readFileSync(path.join(dir, f), "utf8"), f),
-    }));
+    .sort();
+  return Promise.all(
+    files.map(async (file) => {
+      const text = readFileSync(path.join(dir, file), "utf8");
+      const known = built.get(file);
+      return known?.text === text ? known : { file, text, ...(await parseFrontMatter<CommandMeta>(text, file)) };
+    }),
+  );
+}
+
+/** Quick commands from prompts/commands/*.md, exposed as MCP prompts named be-<file>. */
+export async function loadCommands(): Promise<Command[]> {
+  return (await readCommandFiles()).map(({ file, meta, body }) => ({
+    name: `be-${path.basename(file, ".md")}`,
+    meta,
+    body,
+  }));
 }
 
 export function render(template: string, args: Record<string, string | undefined>): string {
@@ -89,7 +120,7 @@ async function agentsIn(dir: string): Promise<Agent[]> {
     try {
       const text = await readRegularText(file);
       if (text === undefined) throw new Error("not a regular file");
-      const doc = parseFrontMatter<unknown>(text, file);
+      const doc = await parseFrontMatter<unknown>(text, file);
       if (!(doc.meta as { name?: unknown }).name) continue;
       const meta = agentMetaSchema.safeParse(doc.meta);
       if (!meta.success) throw new Error(meta.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));

@@ -10,6 +10,8 @@ export const CLI = path.resolve(import.meta.dirname, "..", "dist", "cli.js");
 
 /** Servers started by tests keep their state (checkpoints, run records) here unless a test names its own folder. */
 export const TEST_STATE_HOME = path.join(os.tmpdir(), `bdm-test-state-${process.pid}`);
+/** ... and their compile cache (Node >= 22.1) here, so a test's HOME shows only what the tools wrote. */
+export const TEST_CACHE_HOME = path.join(os.tmpdir(), `bdm-test-cache-${process.getuid?.() ?? "user"}`);
 
 /** A fresh real temp folder (realpath'd), removed by the caller's cleanup list. */
 export async function tempDir(prefix = "bdm-"): Promise<string> {
@@ -32,7 +34,12 @@ export async function connect(
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [CLI, ...args],
-    env: { ...(process.env as Record<string, string>), XDG_STATE_HOME: TEST_STATE_HOME, ...options.env },
+    env: {
+      ...(process.env as Record<string, string>),
+      XDG_STATE_HOME: TEST_STATE_HOME,
+      XDG_CACHE_HOME: TEST_CACHE_HOME,
+      ...options.env,
+    },
     stderr: "pipe",
   });
   let stderr = "";

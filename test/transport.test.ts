@@ -1,8 +1,10 @@
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { PassThrough } from "node:stream";
 import { ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { StdioTransport } from "../src/server/stdio.js";
 import { CLI, connect, type Connection, ok, tempDir, waitUntil } from "./helpers.js";
 
 const LIMIT = 10 * 1024 * 1024;
@@ -136,5 +138,32 @@ describe("raw stdio", () => {
     ).toBe(true);
     raw.send({ jsonrpc: "2.0", id: 3, method: "tools/list" });
     expect((await raw.reply(3)).result).toBeDefined();
+  });
+});
+
+describe("start-up chores", () => {
+  test("onInitializeAnswered runs once, when the answer to initialize is written, not before", async () => {
+    const stdin = new PassThrough();
+    const stdout = new PassThrough();
+    const written: string[] = [];
+    stdout.on("data", (d: Buffer) => written.push(d.toString()));
+    const t = new StdioTransport(() => undefined, LIMIT, stdin, stdout);
+    const seen: string[] = [];
+    t.onmessage = (m) => seen.push((m as { method?: string }).method ?? "?");
+    let answered = 0;
+    t.onInitializeAnswered = () => {
+      answered++;
+      expect(written.join("")).toContain('"id":7');
+    };
+    await t.start();
+    stdin.write(`${JSON.stringify({ jsonrpc: "2.0", id: 7, method: "initialize", params: {} })}\n`);
+    await waitUntil(() => seen.length === 1, 5_000);
+    await t.send({ jsonrpc: "2.0", method: "notifications/message", params: { level: "info", data: "x" } });
+    await t.send({ jsonrpc: "2.0", id: 6, result: {} });
+    expect(answered).toBe(0);
+    await t.send({ jsonrpc: "2.0", id: 7, result: {} });
+    await t.send({ jsonrpc: "2.0", id: 7, result: {} });
+    expect(answered).toBe(1);
+    await t.close();
   });
 });

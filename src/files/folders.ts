@@ -4,8 +4,8 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, mkdirSync, openSync, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
-import { rgPath } from "@vscode/ripgrep";
 import { ToolError } from "../server/errors.js";
+import { ripgrepPath } from "./ripgrep.js";
 
 /**
  * The folder abs (inside the root) held open. On Linux each component is opened with O_NOFOLLOW|O_DIRECTORY through
@@ -184,7 +184,7 @@ export async function removeStaleTemps(
     "--glob",
     ".*.tmp",
   ];
-  const listed = await execa(rgPath, args, {
+  const listed = await execa(await ripgrepPath(), args, {
     cwd: root,
     reject: false,
     timeout: SWEEP_TIMEOUT_MS,

@@ -2,9 +2,9 @@
 // and the helpers that list its results within the result limit.
 import fs from "node:fs/promises";
 import path from "node:path";
-import { rgPath } from "@vscode/ripgrep";
 import { MAX_RESULT_CHARS, type ToolContext } from "../server/tool.js";
 import { ToolError } from "../server/errors.js";
+import { ripgrepPath } from "./ripgrep.js";
 
 /** What a listing may take of a result, leaving room for its header and notes. */
 export const OUTPUT_BUDGET = MAX_RESULT_CHARS - 2_000;
@@ -28,7 +28,7 @@ export async function runRg(
   onLine: (line: string) => void,
 ): Promise<{ exitCode: number; stderr: string }> {
   const { execa } = await import("execa");
-  const child = execa(rgPath, args, {
+  const child = execa(await ripgrepPath(), args, {
     cwd: ctx.ws.root,
     cancelSignal: ctx.signal,
     timeout: SEARCH_TIMEOUT_MS,

@@ -2,7 +2,7 @@ import { existsSync, lstatSync, readdirSync, rmdirSync, statSync } from "node:fs
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { rgPath } from "@vscode/ripgrep";
+import { ripgrepPath } from "../files/ripgrep.js";
 import { SharedNetwork, type WorkspaceNetwork } from "./netns.js";
 
 export type SandboxMode = "auto" | "os" | "off";
@@ -104,15 +104,15 @@ function missingPrograms(): string[] {
 }
 
 type Runtime = Awaited<ReturnType<typeof loadRuntime>>;
-const ripgrep = { command: rgPath };
 
 /** The sandbox runtime, loaded on first use, and what it finds missing. */
 async function loadRuntime() {
   const { SandboxManager } = await import("@anthropic-ai/sandbox-runtime");
+  const ripgrep = { command: await ripgrepPath() };
   const problems = SandboxManager.isSupportedPlatform()
     ? SandboxManager.checkDependencies(ripgrep).errors
     : [`platform ${process.platform} is not supported`];
-  return { SandboxManager, problems };
+  return { SandboxManager, problems, ripgrep };
 }
 
 const unavailable = (problems: string[]) =>
@@ -131,14 +131,18 @@ function plainSandbox(tmpdir: string, warning: string): Sandbox {
   };
 }
 
+/** Starts removing the temp folders of servers that are no longer running (a start-up chore), warning how many went. */
+export function sweepStaleTempFolders(warn: (message: string) => void): void {
+  void removeStaleTempFolders().then(
+    (n) => n && warn(`removed ${n} temp folders of servers that are no longer running`),
+  );
+}
+
 /** Sets up the OS sandbox (bubblewrap on Linux, sandbox-exec on macOS) per mode; throws in "os" mode when it can't. */
 export async function createSandbox(
   opts: SandboxOptions,
   warn: (message: string) => void = () => undefined,
 ): Promise<Sandbox> {
-  void removeStaleTempFolders().then(
-    (n) => n && warn(`removed ${n} temp folders of servers that are no longer running`),
-  );
   const tmpdir = await fs.mkdtemp(path.join(os.tmpdir(), `${TMP_PREFIX}${process.pid}-`));
   if (opts.mode === "off") return plainSandbox(tmpdir, "the OS sandbox is off (--sandbox off)");
   const early = missingPrograms();
@@ -206,7 +210,7 @@ class OsSandbox implements Sandbox {
       process.chdir(workdir);
       process.env.CLAUDE_CODE_TMPDIR = this.tmpdir;
       this.manager = loaded.SandboxManager;
-      const config = { filesystem: this.filesystem(workdir), network: this.networkRules(), ripgrep };
+      const config = { filesystem: this.filesystem(workdir), network: this.networkRules(), ripgrep: loaded.ripgrep };
       this.ready = this.manager.initialize(config as unknown as Parameters<Runtime["SandboxManager"]["initialize"]>[0]);
     }
     await this.ready;

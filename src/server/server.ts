@@ -8,9 +8,11 @@ import {
   type LoggingLevel,
   type ServerNotification,
 } from "@modelcontextprotocol/sdk/types.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
+import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
 import { z } from "zod";
 import { pkg } from "../paths.js";
-import { instructions, loadCommands, render, roleText } from "../prompts.js";
+import { type Command, instructions, render, roleText } from "../prompts.js";
 import { elicitAnswer } from "./elicit.js";
 import { callTool, errorResult, jsonSchemas, type Tool, type ToolContext } from "./tool.js";
 import edit from "../tools/edit.js";
@@ -28,6 +30,8 @@ export interface ServerOptions {
   tools?: Tool[];
   /** Extra lines for the instructions, e.g. a sandbox warning. */
   notes?: string[];
+  /** The quick commands (loadCommands), served as prompts. */
+  commands: Command[];
 }
 
 const PROGRESS_INTERVAL_MS = 250;
@@ -66,14 +70,31 @@ function progressReporter(token: string | number | undefined, send: (n: ServerNo
   };
 }
 
-export function createServer(options: ServerOptions): { server: McpServer; workspace: () => Promise<Workspace> } {
+/** The SDK's default validator (Ajv with formats), built on first use: only elicitation needs it, start-up does not. */
+function lazyValidator(): jsonSchemaValidator {
+  let ajv: AjvJsonSchemaValidator | undefined;
+  return { getValidator: (schema) => (ajv ??= new AjvJsonSchemaValidator()).getValidator(schema) };
+}
+
+export interface CreatedServer {
+  server: McpServer;
+  workspace: () => Promise<Workspace>;
+  /** Starts removing stale temp files from the workspace given at start, if any (a start-up chore, run later). */
+  tidy: () => void;
+}
+
+export function createServer(options: ServerOptions): CreatedServer {
   const tools = options.tools ?? fileTools;
   const server = new McpServer(
     { name: pkg.name, version: pkg.version },
-    { capabilities: { tools: {}, logging: {} }, instructions: [instructions(), ...(options.notes ?? [])].join("\n") },
+    {
+      capabilities: { tools: {}, logging: {} },
+      instructions: [instructions(), ...(options.notes ?? [])].join("\n"),
+      jsonSchemaValidator: lazyValidator(),
+    },
   );
 
-  let workspace: Promise<Workspace> | undefined = options.workspace && Promise.resolve(tidy(server, options.workspace));
+  let workspace: Promise<Workspace> | undefined = options.workspace && Promise.resolve(options.workspace);
   const getWorkspace = () => (workspace ??= resolveFromRoots(server).then((ws) => tidy(server, ws)));
 
   server.server.setRequestHandler(ListToolsRequestSchema, () => ({
@@ -120,8 +141,8 @@ export function createServer(options: ServerOptions): { server: McpServer; works
     }
   });
 
-  registerPrompts(server);
-  return { server, workspace: getWorkspace };
+  registerPrompts(server, options.commands);
+  return { server, workspace: getWorkspace, tidy: () => options.workspace && tidy(server, options.workspace) };
 }
 
 /** Starts removing what a killed server left in the workspace (in the background); returns ws. */
@@ -148,7 +169,7 @@ async function resolveFromRoots(server: McpServer): Promise<Workspace> {
   return Workspace.open(process.cwd());
 }
 
-function registerPrompts(server: McpServer): void {
+function registerPrompts(server: McpServer, commands: Command[]): void {
   const role = roleText();
   server.registerPrompt(
     "backend-developer",
@@ -161,7 +182,7 @@ function registerPrompts(server: McpServer): void {
       messages: [{ role: "user", content: { type: "text", text: task ? `${role}\n\n## Task\n${task}` : role } }],
     }),
   );
-  for (const cmd of loadCommands()) {
+  for (const cmd of commands) {
     const argsSchema = Object.fromEntries(
       (cmd.meta.arguments ?? []).map((a) => [
         a.name,

@@ -39,6 +39,9 @@ export class StdioTransport implements Transport {
   private size = 0;
   private skipped: Skipped | undefined;
   private initialized = false;
+  private initializeId: string | number | undefined;
+  /** Called once, after the answer to initialize is written: start-up chores wait for it. */
+  onInitializeAnswered?: () => void;
 
   constructor(
     private readonly warn: (message: string) => void,
@@ -61,10 +64,19 @@ export class StdioTransport implements Transport {
   }
 
   send(message: JSONRPCMessage): Promise<void> {
-    return new Promise((resolve) => {
+    const sent = new Promise<void>((resolve) => {
       if (this.stdout.write(`${JSON.stringify(message)}\n`)) resolve();
       else this.stdout.once("drain", resolve);
     });
+    if (this.initializeId !== undefined && !("method" in message) && "id" in message) this.noteAnswer(message.id);
+    return sent;
+  }
+
+  private noteAnswer(id: string | number | null | undefined): void {
+    if (id !== this.initializeId) return;
+    const answered = this.onInitializeAnswered;
+    [this.initializeId, this.onInitializeAnswered] = [undefined, undefined];
+    answered?.();
   }
 
   private readonly onError = (error: Error) => this.onerror?.(error);
@@ -140,6 +152,7 @@ export class StdioTransport implements Transport {
         );
       }
       this.initialized = true;
+      this.initializeId = message.id;
     }
     this.onmessage?.(message);
   }
