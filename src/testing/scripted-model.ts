@@ -135,6 +135,7 @@ export class ScriptedModel {
     res.on("error", () => undefined);
     let raw = "";
     for await (const chunk of req) raw += chunk;
+    const arrived = performance.now();
     if (req.method !== "POST" || !req.url?.startsWith("/v1/messages"))
       return this.send(res, 404, {
         type: "error",
@@ -144,7 +145,7 @@ export class ScriptedModel {
     this.requests.push(body);
     this.headers.push(req.headers);
     this.times.push(Date.now());
-    const timing: { arrived: number; answered?: number } = { arrived: performance.now() };
+    const timing: { arrived: number; answered?: number } = { arrived };
     this.timings.push(timing);
     res.on("finish", () => (timing.answered = performance.now()));
     let step = this.steps[this.next++];
