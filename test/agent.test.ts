@@ -77,6 +77,16 @@ describe("continueConversation", () => {
 });
 
 describe("context estimate", () => {
+  test("the conversation's size in characters is its JSON's length, as the conversation grows", () => {
+    const messages: Message[] = [];
+    expect(markOf(messages, emptyUsage()).chars).toBe(JSON.stringify(messages).length);
+    messages.push({ role: "user", content: 'Do it — ünïcode and "quotes".' });
+    for (let i = 0; i < 3; i++) {
+      messages.push(...toolTurn(i, 100 * i));
+      expect(markOf(messages, emptyUsage()).chars).toBe(JSON.stringify(messages).length);
+    }
+  });
+
   const usage = { ...emptyUsage(), input_tokens: 1_000, cache_read_input_tokens: 40_000, output_tokens: 500 };
 
   test("the size is the API's own count at the last answer plus an estimate for what came after", () => {
