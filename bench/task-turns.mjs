@@ -114,6 +114,7 @@ function fixedContext(request) {
  */
 export async function measureTaskTurns({ root = path.resolve(import.meta.dirname, ".."), quick = false } = {}) {
   const dist = await import(pathToFileURL(path.join(root, "dist", "demo.js")).href);
+  const load = os.loadavg()[0];
   const turns = quick ? 30 : 50;
   const runs = quick ? 2 : 4;
   const gaps = [];
@@ -141,7 +142,8 @@ export async function measureTaskTurns({ root = path.resolve(import.meta.dirname
         "it includes the SDK parsing the stream, transcript/state/conversation records, progress notes, context bookkeeping, serialising and sending the next request.",
       `Tool time subtracted: duration_ms of each tool record in the run's transcript (callTool around the tool: input validation and the tool's work); p50 ${round(quantile(toolSorted, 0.5))} ms, p95 ${round(quantile(toolSorted, 0.95))} ms.`,
       `Fixed context: the system prompt text (${ctx.systemChars} chars, with the workspace's checks brief and web note) plus the ${ctx.tools} tool definitions as JSON (name, description, input_schema, server tools), taken from the last request the scripted server received.`,
-      `Tokens estimated as chars / ${CHARS_PER_TOKEN} (no Claude tokenizer is installed; the API's count_tokens needs a live key); JSON schemas tokenise denser, so chars / 3 = ${Math.ceil(ctx.chars / 3)} is a high bound.`,
+      `Machine: ${os.cpus().length} CPUs, 1-minute load average ${load.toFixed(1)} at the start (the figures move with other load).`,
+      `Tokens estimated as chars / ${CHARS_PER_TOKEN} (no Claude tokenizer is installed; the API's count_tokens needs a live key); JSON schemas tokenise denser than prose, so chars / 3 = ${Math.ceil(ctx.chars / 3)} is the pessimistic figure.`,
     ],
   };
 }
