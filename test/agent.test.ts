@@ -1,9 +1,10 @@
 import { describe, expect, test } from "vitest";
-import { compactConversation, continueConversation } from "../src/task/agent.js";
+import { compactConversation, continueConversation, toolSpec } from "../src/task/agent.js";
 import { estimateTokens, fitConversation, markOf } from "../src/task/context.js";
 import { remainingBudget } from "../src/task/delegation.js";
 import type { Message, ModelBackend } from "../src/task/model.js";
 import { emptyUsage } from "../src/task/pricing.js";
+import grep from "../src/tools/grep.js";
 
 const toolTurn = (i: number, size: number): Message[] => [
   { role: "assistant", content: [{ type: "tool_use", id: `t${i}`, name: "Read", input: { file_path: `f${i}.ts` } }] },
@@ -76,6 +77,16 @@ describe("continueConversation", () => {
 });
 
 describe("context estimate", () => {
+  test("the conversation's size in characters is its JSON's length, as the conversation grows", () => {
+    const messages: Message[] = [];
+    expect(markOf(messages, emptyUsage()).chars).toBe(JSON.stringify(messages).length);
+    messages.push({ role: "user", content: 'Do it — ünïcode and "quotes".' });
+    for (let i = 0; i < 3; i++) {
+      messages.push(...toolTurn(i, 100 * i));
+      expect(markOf(messages, emptyUsage()).chars).toBe(JSON.stringify(messages).length);
+    }
+  });
+
   const usage = { ...emptyUsage(), input_tokens: 1_000, cache_read_input_tokens: 40_000, output_tokens: 500 };
 
   test("the size is the API's own count at the last answer plus an estimate for what came after", () => {
@@ -122,5 +133,18 @@ describe("delegation budget", () => {
       maxCostUsd: 0.6,
       deadline: 123,
     });
+  });
+});
+
+describe("tool definitions sent to the model", () => {
+  test("leave out $schema and the safe-integer bounds zod adds, and keep everything else", () => {
+    const spec = toolSpec(grep);
+    const json = JSON.stringify(spec);
+    expect(json).not.toContain("$schema");
+    expect(json).not.toContain(String(Number.MAX_SAFE_INTEGER));
+    const props = spec.input_schema.properties as Record<string, Record<string, unknown>>;
+    expect(props.head_limit).toEqual({ description: expect.any(String), type: "integer", minimum: 1 });
+    expect(props["-A"]).toMatchObject({ minimum: 0, maximum: 100 });
+    expect(spec.input_schema.required).toEqual(["pattern"]);
   });
 });

@@ -1,5 +1,6 @@
 // The sub-agent loop, one step per method: ask the model (keeping the conversation within its context), run the tools
 // it calls, and when it says it is done let the server verify, sending what the run broke back for fix rounds.
+import { performance } from "node:perf_hooks";
 import type Anthropic from "@anthropic-ai/sdk";
 import { NeedsInput } from "../server/errors.js";
 import { type CallResult, callTool } from "../server/tool.js";
@@ -260,6 +261,7 @@ export class AgentLoop {
     const results: Block[] = [];
     for (const call of calls) {
       this.report(`turn ${this.out.turns}/${this.o.budget.maxTurns} · ${describeCall(call.name, call.input)}`);
+      const started = performance.now();
       const result = call === truncated ? truncatedResult() : await this.callOne(call, results);
       this.o.record({
         type: "tool",
@@ -267,6 +269,7 @@ export class AgentLoop {
         name: call.name,
         input: call.input,
         isError: result.isError ?? false,
+        duration_ms: Math.round((performance.now() - started) * 100) / 100,
         result: result.content,
         ...(call === truncated && { truncated: true }),
       });

@@ -54,10 +54,33 @@ export interface AgentOutcome {
   children: ChildRun[];
 }
 
+/** Bounds zod gives every integer, which say nothing: left out of what the model is sent. */
+const NO_BOUND = new Set([Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER]);
+
+/** Keywords holding a subschema, a list of them, or a map of names to them. */
+const SUB = new Set(["items", "additionalProperties", "not", "contains", "propertyNames"]);
+const SUB_LIST = new Set(["anyOf", "oneOf", "allOf", "prefixItems"]);
+const SUB_MAP = new Set(["properties", "patternProperties", "$defs", "definitions"]);
+
+/** A JSON schema without what costs the model tokens and tells it nothing: $schema and the safe-integer bounds. */
+function lean(schema: unknown): unknown {
+  if (!schema || typeof schema !== "object" || Array.isArray(schema)) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    if (k === "$schema" || ((k === "minimum" || k === "maximum") && NO_BOUND.has(v as number))) continue;
+    if (SUB.has(k)) out[k] = lean(v);
+    else if (SUB_LIST.has(k) && Array.isArray(v)) out[k] = v.map(lean);
+    else if (SUB_MAP.has(k) && v && typeof v === "object")
+      out[k] = Object.fromEntries(Object.entries(v).map(([name, sub]) => [name, lean(sub)]));
+    else out[k] = v;
+  }
+  return out;
+}
+
 export const toolSpec = (t: Tool): ToolSpec => ({
   name: t.name,
   description: t.description,
-  input_schema: jsonSchemas(t).input,
+  input_schema: lean(jsonSchemas(t).input) as ToolSpec["input_schema"],
 });
 
 /** Kept for callers that clear old tool results by size; the agent itself sizes by the model's context window. */

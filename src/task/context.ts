@@ -26,7 +26,18 @@ export interface ContextMark {
   chars: number;
 }
 
-const charsOf = (messages: Message[]) => JSON.stringify(messages).length;
+/** Each message's JSON length, counted once: a message in the conversation is replaced, never changed in place. */
+const messageChars = new WeakMap<Message, number>();
+
+function charsOfMessage(m: Message): number {
+  let n = messageChars.get(m);
+  if (n === undefined) messageChars.set(m, (n = JSON.stringify(m).length));
+  return n;
+}
+
+/** JSON.stringify(messages).length, without serialising the whole conversation again every turn. */
+const charsOf = (messages: Message[]) =>
+  messages.reduce((sum, m) => sum + charsOfMessage(m), 1 + Math.max(1, messages.length));
 
 /** Tokens the whole request (system, tools, messages) held at the answer that `usage` came with, output included. */
 export const requestTokens = (u: Usage) =>

@@ -60,10 +60,10 @@ const PARTNER_NOTE =
 function describe(o: DelegationOptions): string {
   const list = [...o.agents.values()].map((a) => `- ${a.name}: ${a.description.split("\n")[0]}`).join("\n");
   return (
-    "Hands a well-defined part of your task to a partner agent that works in the same workspace with its own role and tools, and returns its summary. " +
-    "Use it for work that needs that role's expertise (a schema review, a client for your endpoint, a Dockerfile); do the rest yourself. " +
-    "The partner sees only the prompt you give it, so include the goal, the files involved and how to know it is done. " +
-    "It shares your turn, token and cost budgets, cannot delegate further, and its changes are checked by the final verification of your work.\n\nPartners:\n" +
+    "Hands a well-defined part of your task to a partner agent (same workspace, its own role and tools) and returns its summary. " +
+    "Use it for work that needs a partner's expertise; do the rest yourself. " +
+    "The partner sees only your prompt: include the goal, the files involved and how to know it is done. " +
+    "It shares your turn, token and cost budgets, cannot delegate further, and its changes are checked with yours at the end.\n\nPartners:\n" +
     list
   );
 }
@@ -80,10 +80,7 @@ export function createDelegateTool(o: DelegationOptions): Tool | undefined {
       .string()
       .min(1)
       .describe("Everything the partner needs: the goal, constraints, files involved and how to know it is done"),
-    subagent_type: z
-      .string()
-      .min(1)
-      .describe(`The partner agent: ${[...partners.keys()].join(", ")}`),
+    subagent_type: z.string().min(1).describe("The partner agent, by name (see Partners)"),
   });
   return {
     name: "Task",

@@ -15,6 +15,7 @@ import type { RunConfig } from "./runs.js";
 import type { Scheduler } from "./scheduler.js";
 import { recordFile, type Store, worktreeDir, writeRecord } from "./store.js";
 import { type Verification, verify } from "./verify/index.js";
+import { WriteBehind } from "../util/write-behind.js";
 
 /** One run from its turn to its report: checkpoint, the agent loop with its tools and budgets, verification. */
 
@@ -77,11 +78,26 @@ class Execution {
     this.store = live.store;
   }
 
-  /** Appends an event to the run's transcript (writes chained, never failing the run). */
+  /** Transcript lines not yet handed to a write. */
+  private unwritten = "";
+  /** The conversation, saved for resume after every change: written in the background, in order, flushed before the report. */
+  private readonly conversation = new WriteBehind<Message[]>((messages) =>
+    writeRecord(this.store, this.state.run_id, "messages.json", messages),
+  );
+
+  /** Appends an event to the run's transcript (writes chained, lines recorded meanwhile appended together, never failing the run). */
   private readonly record = (event: Record<string, unknown>) => {
-    const line = `${JSON.stringify({ t: new Date().toISOString(), run_id: this.state.run_id, ...event })}\n`;
+    const queued = this.unwritten !== "";
+    this.unwritten += `${JSON.stringify({ t: new Date().toISOString(), run_id: this.state.run_id, ...event })}\n`;
+    if (queued) return;
     const file = recordFile(this.store, this.state.run_id, "transcript.jsonl");
-    this.written = this.written.then(() => fs.appendFile(file, line)).catch(() => undefined);
+    this.written = this.written
+      .then(() => {
+        const lines = this.unwritten;
+        this.unwritten = "";
+        return fs.appendFile(file, lines);
+      })
+      .catch(() => undefined);
   };
 
   async run(): Promise<TaskReport> {
@@ -89,6 +105,7 @@ class Execution {
       await this.deps.scheduler.acquire(this.live);
       const notes = await this.begin();
       const outcome = await runAgent(await this.agentOptions());
+      await this.conversation.flush();
       await this.live.saved;
       return await this.report(outcome, notes);
     } catch (e) {
@@ -138,7 +155,7 @@ class Execution {
       budget,
       fixRounds: FIX_ROUNDS,
       record: this.record,
-      saveMessages: (messages) => writeRecord(store, state.run_id, "messages.json", messages),
+      saveMessages: async (messages) => this.conversation.save([...messages]),
       onTurn: (t) => {
         Object.assign(state, {
           turn: t.turn,
@@ -215,6 +232,7 @@ class Execution {
 
   /** The run stopped by a cancel or an error: reported all the same, with what it changed. */
   private async fail(e: unknown): Promise<TaskReport> {
+    await this.conversation.flush().catch(() => undefined);
     await this.live.saved;
     const aborted = this.live.abort.signal.aborted;
     const outcome = outcomeWithoutAgent(this.state, aborted ? "cancelled" : "error", Date.now() - this.started, {

@@ -21,15 +21,21 @@ export function note(live: LiveRun, activity: string): void {
   for (const l of live.listeners) l(activity);
 }
 
-/** Writes the run's state record, after any write still under way. */
+/** Runs with a state write queued that has not started yet (it will write the state as it is then). */
+const queued = new WeakSet<LiveRun>();
+
+/** Writes the run's state record, after any write still under way; one queued write serves every call made meanwhile. */
 export function persist(live: LiveRun): Promise<void> {
+  if (queued.has(live)) return live.saved;
+  queued.add(live);
   live.saved = live.saved
-    .then(() =>
-      writeRecord(live.store, live.state.run_id, "state.json", {
+    .then(() => {
+      queued.delete(live);
+      return writeRecord(live.store, live.state.run_id, "state.json", {
         ...live.state,
         updated_at: new Date().toISOString(),
-      }),
-    )
+      });
+    })
     .catch(() => undefined);
   return live.saved;
 }

@@ -9,6 +9,9 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { packageRoot } from "../paths.js";
 import { reply, say, ScriptedModel, use, type Step } from "./scripted-model.js";
 
+/** The scripted model, for bench/task-turns.mjs (plain JS, which imports the built dist/demo.js). */
+export { reply, say, ScriptedModel, use };
+
 export const DEMO_TASK =
   "Add a paginated GET /users endpoint to a dependency-free Node HTTP service, with input validation and node:test tests.";
 export const PYTHON_DEMO_TASK =

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { performance } from "node:perf_hooks";
 
 /**
  * A stand-in for the Anthropic Messages API on loopback: replays scripted replies over real HTTP (as server-sent
@@ -98,6 +99,8 @@ export class ScriptedModel {
   readonly headers: http.IncomingHttpHeaders[] = [];
   /** When each request arrived (ms since the epoch). */
   readonly times: number[] = [];
+  /** When each request's body had arrived and when its answer was sent in full (performance.now() of this process). */
+  readonly timings: { arrived: number; answered?: number }[] = [];
   // A client that drops its request (a cancelled run) must not become an unhandled error here.
   private readonly server = http.createServer((req, res) => void this.handle(req, res).catch(() => res.destroy()));
   private next = 0;
@@ -132,6 +135,7 @@ export class ScriptedModel {
     res.on("error", () => undefined);
     let raw = "";
     for await (const chunk of req) raw += chunk;
+    const arrived = performance.now();
     if (req.method !== "POST" || !req.url?.startsWith("/v1/messages"))
       return this.send(res, 404, {
         type: "error",
@@ -141,6 +145,9 @@ export class ScriptedModel {
     this.requests.push(body);
     this.headers.push(req.headers);
     this.times.push(Date.now());
+    const timing: { arrived: number; answered?: number } = { arrived };
+    this.timings.push(timing);
+    res.on("finish", () => (timing.answered = performance.now()));
     let step = this.steps[this.next++];
     while (typeof step === "function") step = step(body);
     if (!step)

@@ -70,5 +70,5 @@ export function renderBrief(specs: CheckSpec[], problem?: string): string {
   const byProject = new Map<string, string[]>();
   for (const s of specs) byProject.set(s.project, [...(byProject.get(s.project) ?? []), `\`${s.command}\``]);
   const rows = [...byProject].map(([p, cmds]) => `- ${p === "." ? "workspace root" : p}: ${cmds.join(", ")}`);
-  return `${head}When you give your final summary, the server runs these checks itself (in the sandbox, offline) on every project your changes touch, and compares any failure with the state before your run:\n${rows.join("\n")}\nRun them yourself with Run before you finish. Failures that were already there before your run are not counted against you: leave unrelated failures alone.`;
+  return `${head}After your final summary, the server runs these checks itself (sandboxed, offline) on every project your changes touch:\n${rows.join("\n")}\nRun them yourself with Run before you finish. Failures that were already there before your run do not count against you: leave unrelated failures alone.`;
 }
