@@ -1,6 +1,7 @@
 // Benchmark: this MCP server side by side with @modelcontextprotocol/server-filesystem (and `claude mcp serve`
 // when installed), raw ripgrep and plain `bash -c`. Usage: npm run bench [-- --quick] [-- --json PATH]
 import { spawn, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -9,141 +10,19 @@ import { parseArgs } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { rgPath } from "@vscode/ripgrep";
+import { Targets } from "./targets.mjs";
+import { ensureTree, MARKERS, SEED, writeEditFiles } from "./tree.mjs";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const { values: opts } = parseArgs({
   options: { quick: { type: "boolean", default: false }, json: { type: "string" } },
 });
 const QUICK = opts.quick;
-const TREE_VERSION = 1; // bump when the generator changes
-const SEED = 20240601;
-const SIZE = QUICK ? { files: 500, binaries: 10, bytes: 6e6 } : { files: 5000, binaries: 50, bytes: 60e6 };
 const N = QUICK
   ? { cold: 3, calls: 30, edits: 30, warm: 5, grep: 3, run: 10, drain: 200_000_000 }
   : { cold: 10, calls: 300, edits: 300, warm: 10, grep: 15, run: 30, drain: 2_000_000_000 };
 const PATTERNS = { common: "handleRequest", rare: "quuxFrobnicator", regex: String.raw`fetch[A-Z]\w+\(\w+, \d{3}\)` };
 const RG_BASE = ["--no-config", "--hidden", "--glob", "!.git", "--no-require-git", "--no-messages"]; // src/tools/grep.ts
-const MARKERS = ['"alpha"', '"omega"'];
-
-// ---------- deterministic tree ----------
-function mulberry32(seed) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const WORDS =
-  "user order cache request handle fetch parse build config session token item list map index query result error stream buffer node tree event queue worker client server route schema model store record batch retry limit".split(
-    " ",
-  );
-
-function generator(rand) {
-  const int = (n) => Math.floor(rand() * n);
-  const pick = (arr) => arr[int(arr.length)];
-  const cap = (w) => w[0].toUpperCase() + w.slice(1);
-  const camel = () => pick(WORDS) + cap(pick(WORDS)) + (rand() < 0.3 ? cap(pick(WORDS)) : "");
-  const snake = () => `${pick(WORDS)}_${pick(WORDS)}`;
-  const type = () => cap(pick(WORDS)) + cap(pick(WORDS));
-  const phrase = () => Array.from({ length: 3 + int(6) }, () => pick(WORDS)).join(" ");
-  const longLine = () =>
-    `const DATA_${int(1e6)} = [${Array.from({ length: 200 + int(600) }, () => (rand() < 0.5 ? int(1e5) : `"${camel()}"`)).join(", ")}];`;
-  const lines = {
-    ts: [
-      () => `export async function ${camel()}(${camel()}: ${type()}, limit: number): Promise<${type()}> {`,
-      () => `  const ${camel()} = await ${camel()}.${camel()}(${camel()}, ${int(1000)});`,
-      () => `  if (${camel()} === undefined) throw new Error("${phrase()}");`,
-      () => `  return ${camel()}.filter((x) => x.${camel()} > ${int(100)}).map((x) => x.${camel()});`,
-      () => `import { ${camel()}, ${type()} } from "./${pick(WORDS)}/${pick(WORDS)}.js";`,
-      () => `  // ${phrase()}`,
-      () => "}",
-    ],
-    js: [
-      () => `export function ${camel()}(${camel()}, options = {}) {`,
-      () => `  const ${camel()} = ${camel()}.${camel()}(${camel()}, ${int(1000)});`,
-      () => `  await ${camel()}(${camel()}, ${100 + int(900)});`,
-      () => `  module.exports.${camel()} = ${camel()};`,
-      () => "}",
-    ],
-    py: [
-      () => `def ${snake()}(self, ${snake()}, ${snake()}=None):`,
-      () => `    ${snake()} = self.${snake()}(${snake()}, ${int(1000)})`,
-      () => `    return [x for x in ${snake()} if x.${snake()} > ${int(100)}]`,
-      () => `class ${type()}(${type()}):`,
-      () => `    # ${phrase()}`,
-    ],
-    go: [
-      () => `func (s *${type()}) ${cap(camel())}(ctx context.Context, ${camel()} ${type()}) error {`,
-      () => `\t${camel()}, err := s.${camel()}(ctx, ${int(1000)})`,
-      () => `\tif err != nil {\n\t\treturn fmt.Errorf("${phrase()}: %w", err)\n\t}`,
-      () => "}",
-    ],
-  };
-  /** Text of about `bytes` bytes (or exactly `count` lines) in language `lang`. */
-  const text = (lang, { bytes = Infinity, count = Infinity, long = true }) => {
-    const out = [];
-    for (let size = 0; size < bytes && out.length < count; ) {
-      const line = long && rand() < 0.01 ? longLine() : pick(lines[lang])();
-      out.push(line);
-      size += line.length + 1;
-    }
-    return out;
-  };
-  return { rand, int, pick, text };
-}
-
-/** small.ts and big.ts, each with one BENCH_MARKER line in the middle for the Edit benchmark, into each of dirs (rewritten every run). */
-function writeEditFiles(dirs) {
-  const g = generator(mulberry32(SEED + 1));
-  for (const [name, count] of [
-    ["small.ts", 200],
-    ["big.ts", 20_000],
-  ]) {
-    const lines = g.text("ts", { count, long: false });
-    lines[count / 2] = `export const BENCH_MARKER = ${MARKERS[0]};`;
-    for (const dir of dirs) {
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(path.join(dir, name), `${lines.join("\n")}\n`);
-    }
-  }
-}
-
-function ensureTree() {
-  const base = path.join(os.tmpdir(), `backend-dev-bench-${TREE_VERSION}`);
-  const dir = path.join(base, `${QUICK ? "quick" : "full"}-${SEED}`);
-  const stamp = `${dir}.json`;
-  if (fs.existsSync(stamp)) return { dir, ...JSON.parse(fs.readFileSync(stamp, "utf8")), cached: true };
-  fs.rmSync(dir, { recursive: true, force: true });
-  const g = generator(mulberry32(SEED));
-  const dirs = Array.from({ length: Math.ceil(SIZE.files / 20) }, (_, i) =>
-    path.join("packages", `pkg${i % 25}`, ...Array.from({ length: 1 + g.int(3) }, () => g.pick(WORDS))),
-  );
-  const rare = new Set([7, SIZE.files / 2 + 1, SIZE.files - 30]);
-  const langs = ["ts", "ts", "js", "py", "go"];
-  let bytes = 0;
-  for (let i = 0; i < SIZE.files; i++) {
-    const lang = g.pick(langs);
-    const folder = i % 20 === 0 ? path.join("build", `out${i % 7}`) : g.pick(dirs); // 5% under the ignored build/
-    const lines = g.text(lang, { bytes: ((SIZE.bytes / SIZE.files) * 3 * g.rand() ** 2) | 0 });
-    if (rare.has(i)) lines.splice(g.int(lines.length), 0, `const quuxFrobnicator = ${i};`);
-    const body = `${lines.join("\n")}\n`;
-    fs.mkdirSync(path.join(dir, folder), { recursive: true });
-    fs.writeFileSync(path.join(dir, folder, `${g.pick(WORDS)}_${i}.${lang}`), body);
-    bytes += body.length;
-  }
-  fs.mkdirSync(path.join(dir, "assets"), { recursive: true });
-  for (let i = 0; i < SIZE.binaries; i++) {
-    const buf = Buffer.alloc(1024 + g.int(64 * 1024), 0);
-    for (let j = 0; j < buf.length; j++) if (g.rand() < 0.7) buf[j] = g.int(256);
-    fs.writeFileSync(path.join(dir, "assets", `blob_${i}.bin`), buf);
-    bytes += buf.length;
-  }
-  fs.writeFileSync(path.join(dir, ".gitignore"), "build/\n");
-  const info = { files: SIZE.files + SIZE.binaries + 3, bytes };
-  fs.writeFileSync(stamp, JSON.stringify(info));
-  return { dir, ...info, cached: false };
-}
 
 // ---------- measuring ----------
 const sorted = (xs) => [...xs].sort((a, b) => a - b);
@@ -215,6 +94,8 @@ function spawnDrain(command, args, options = {}) {
 
 // ---------- results ----------
 const results = {};
+const targets = new Targets();
+const MB = 1048576;
 const ms = (v) => `${v >= 100 ? v.toFixed(0) : v.toFixed(v >= 10 ? 1 : 2)} ms`;
 const mb = (v) => `${(v / 1048576).toFixed(0)} MB`;
 function row(measure, ours, vs, peer, fmt = ms) {
@@ -316,6 +197,7 @@ async function grepVsRg(ours) {
       lines.push(
         row(`Grep ${mode} ${label} \`${pattern}\` (rg out ${(rgBytes / 1024).toFixed(0)} KB)`, oursMs, "raw rg", rgMs),
       );
+      targets.add(`Grep ${mode} ${label} p50 vs raw rg`, oursMs / rgMs, 1.1);
     }
   }
   return lines;
@@ -328,9 +210,87 @@ async function runOverhead(ours, sandbox) {
   const fns = [() => ours.call("Run", { command: "true" }), () => spawnDrain("bash", ["-c", "true"])];
   await interleaved(3, fns);
   const [oursMs, bashMs] = (await interleaved(N.run, fns)).map(median);
+  if (sandbox !== "off") targets.add("Run `true` sandboxed p50 vs bash -c true", oursMs / bashMs, 3);
   return [
     row(`Run \`true\` (--sandbox ${sandbox}${sandbox === "off" ? "" : ", sandboxed"})`, oursMs, "bash -c true", bashMs),
   ];
+}
+
+/** The Node binaries of other majors that .ci/run installs (scripts/test-other-nodes.mjs), by major. */
+function otherNodes() {
+  const bin = (major) =>
+    path.join(
+      ROOT,
+      ".cache",
+      `node${major}`,
+      "node_modules",
+      `node-${process.platform}-${process.arch}`,
+      "bin",
+      "node",
+    );
+  return ["22", "24"].map((major) => ({ major, node: bin(major) }));
+}
+
+/** Cold starts of ours and the peer, both run by each other Node major. */
+async function otherNodeColdStarts(oursPeer, peer) {
+  const lines = [];
+  for (const { major, node } of otherNodes()) {
+    const name = `Cold start → initialize vs server-filesystem, Node ${major}`;
+    if (!fs.existsSync(node)) {
+      targets.missing(name, 0.6, "×", `no Node ${major} at ${path.relative(ROOT, node)} (.ci/run installs it)`);
+      continue;
+    }
+    const version = spawnSync(node, ["--version"], { encoding: "utf8" }).stdout.trim();
+    const [a, b] = await coldStarts([
+      { ...oursPeer, command: node },
+      { ...peer, command: node },
+    ]);
+    targets.add(`Cold start → initialize vs server-filesystem, Node ${version}`, a.init / b.init, 0.6);
+    lines.push(row(`Cold start → initialize answered (Node ${version})`, a.init, peer.name, b.init));
+    lines.push(row(`Cold start → tools/list answered (Node ${version})`, a.list, peer.name, b.list));
+  }
+  return lines;
+}
+
+/** The server's own time per agent turn and the fixed context of each turn (bench/task-turns.mjs). */
+async function taskTurns(rss) {
+  const { measureTaskTurns } = await import("./task-turns.mjs");
+  const r = await measureTaskTurns({ root: ROOT, quick: QUICK });
+  if (r.rss) rss.push(r.rss);
+  notes.push(...r.notes);
+  targets.add("Task: server's own time per agent turn, p50", r.turnOverheadMs.p50, 10, "ms");
+  targets.add("Task: fixed context per turn (system prompt + tool definitions)", r.fixedContextTokens, 6000, "tokens");
+  return [
+    row(
+      `Task: server's own time per agent turn p50 (${r.turnOverheadMs.n} turns)`,
+      r.turnOverheadMs.p50,
+      "",
+      undefined,
+    ),
+    row("Task: server's own time per agent turn p95", r.turnOverheadMs.p95, "", undefined),
+    `| Task: fixed context per turn | ${r.fixedContextTokens} tokens (${r.fixedContextChars} chars) | | – | |`,
+  ];
+}
+
+/**
+ * The floor of any per-command bubblewrap sandbox with the namespaces ours uses (user, pid, network) and the runtime's
+ * seccomp helper, run directly with no server, scan or rules: what a sandboxed command costs at the very least.
+ */
+async function sandboxFloor() {
+  const require = createRequire(path.join(ROOT, "package.json"));
+  const runtime = path.dirname(require.resolve("@anthropic-ai/sandbox-runtime/package.json"));
+  const arch = { x64: "x64", arm64: "arm64" }[process.arch];
+  const seccomp = path.join(runtime, "vendor", "seccomp", arch ?? "", "apply-seccomp");
+  if (!arch || !fs.existsSync(seccomp)) return [`| Sandbox floor | no seccomp helper for ${process.arch} | | | |`];
+  const bwrap = ["--new-session", "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-pid"];
+  const args = [...bwrap, "--unshare-user", "--unshare-net", "--cap-drop", "ALL", "--proc", "/proc", "--"];
+  const fns = [
+    () => spawnDrain("bwrap", [...args, seccomp, "/bin/bash", "-c", "true"]),
+    () => spawnDrain("bash", ["-c", "true"]),
+  ];
+  await interleaved(3, fns);
+  const [floorMs, bashMs] = (await interleaved(N.run, fns)).map(median);
+  return [row("Floor: bare bwrap + seccomp helper running `true`, no server", floorMs, "bash -c true", bashMs)];
 }
 
 async function drain(peer) {
@@ -340,6 +300,7 @@ async function drain(peer) {
   const rss = peakRss(s.pid);
   await s.close();
   const rawMs = await time(() => spawnDrain("bash", ["-c", command]));
+  targets.add(`Server peak RSS while a command prints ${N.drain / 1e6} MB`, rss / MB, 200, "MB");
   return [
     row(`Run draining ${N.drain / 1e6} MB: wall time`, oursMs, "bash → node pipe", rawMs),
     row(`Run draining ${N.drain / 1e6} MB: server peak RSS`, rss, "", undefined, mb),
@@ -348,7 +309,7 @@ async function drain(peer) {
 
 // ---------- main ----------
 const started = performance.now();
-const tree = ensureTree();
+const tree = ensureTree(QUICK);
 const which = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 const fileTools = (name, command, args, env) => ({
   name,
@@ -388,6 +349,12 @@ try {
 
   console.log("cold starts…");
   const [coldOurs, ...cold] = await coldStarts([oursOff, ...peers]);
+  targets.add(
+    `Cold start → initialize vs server-filesystem, Node ${process.version}`,
+    coldOurs.init / cold[0].init,
+    0.6,
+  );
+  lines.push(...(await otherNodeColdStarts(oursOff, peers[0])));
   console.log("read/edit…");
   const [rwOurs, ...rw] = await readEdit([oursOff, ...peers]);
   for (const [k, p] of peers.entries()) {
@@ -400,12 +367,14 @@ try {
       else
         for (const q of key.startsWith("Read") ? ["p50", "p95", "p99"] : ["p50", "p95"])
           lines.push(row(`${key} ${q}`, rwOurs[key][q], p.name, theirs[q]));
+      if (k === 0) targets.add(`${key} p50 vs server-filesystem`, rwOurs[key].p50 / theirs.p50, 1.2);
     }
     lines.push(row("Peak RSS after reads + edits", rwOurs.rss, p.name, rw[k].rss, mb));
     notes.push(
       `Read result size (JSON chars) vs ${p.name}: small.ts ${rwOurs["Read small.ts"].chars} vs ${rw[k]["Read small.ts"].chars ?? "–"}, big.ts ${rwOurs["Read big.ts"].chars} vs ${rw[k]["Read big.ts"].chars ?? "–"}.`,
     );
   }
+  const rss = [rwOurs.rss];
   notes.push(
     "Servers run side by side with calls interleaved; each edits its own identical copy of small.ts / big.ts (under bench-edit/), so one server's edit never invalidates another's Read.",
   );
@@ -418,13 +387,22 @@ try {
   lines.push(...(await grepVsRg(grepSession)));
   console.log("run…");
   lines.push(...(await runOverhead(grepSession, "off")));
-  lines.push(row("Peak RSS after Grep + Run session", peakRss(grepSession.pid), "", undefined, mb));
+  rss.push(peakRss(grepSession.pid));
+  lines.push(row("Peak RSS after Grep + Run session", rss.at(-1), "", undefined, mb));
   await grepSession.close();
   if (which("bwrap")) {
     const sandboxed = await connect(ours, ["--sandbox", "auto"]);
     lines.push(...(await runOverhead(sandboxed, "auto")));
+    rss.push(peakRss(sandboxed.pid));
     await sandboxed.close();
-  } else notes.push("bwrap not on PATH: sandboxed Run skipped");
+    lines.push(...(await sandboxFloor()));
+  } else {
+    notes.push("bwrap not on PATH: sandboxed Run skipped");
+    targets.missing("Run `true` sandboxed p50 vs bash -c true", 3, "×", "bwrap not on PATH");
+  }
+  console.log("task turns…");
+  lines.push(...(await taskTurns(rss)));
+  targets.add("Server peak RSS through the bench (each session)", Math.max(...rss) / MB, 150, "MB");
   lines.push(...(await drain(oursOff)));
 } catch (e) {
   console.error(`bench aborted: ${e.message}`);
@@ -450,12 +428,13 @@ console.log(
 );
 console.log("| Measure | ours | vs | peer | ours/peer |\n|---|---:|---|---:|---:|");
 console.log(lines.join("\n"));
+console.log(`\n${targets.render()}`);
 console.log(`\n${notes.map((n, i) => `${i + 1}. ${n}`).join("\n")}\n\nTotal ${totalS.toFixed(1)} s`);
 
 const out = path.resolve(opts.json ?? path.join(ROOT, "bench/results/latest.json"));
 fs.mkdirSync(path.dirname(out), { recursive: true });
 fs.writeFileSync(
   out,
-  `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, machine, tree: { files: tree.files, bytes: tree.bytes, seed: SEED, version: TREE_VERSION }, iterations: N, results, notes, totalSeconds: totalS }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), quick: QUICK, machine, tree: { files: tree.files, bytes: tree.bytes, seed: SEED, version: tree.version }, iterations: N, results, targets: targets.list, notes, totalSeconds: totalS }, null, 2)}\n`,
 );
 console.log(`JSON: ${path.relative(process.cwd(), out)}`);

@@ -11,7 +11,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
 /** Characters per token assumed for the fixed context: no Claude tokenizer is installed (see notes). */
-const CHARS_PER_TOKEN = 3.5;
+// Conservative: English prose runs about 3.5-4 characters per token, JSON schemas fewer.
+const CHARS_PER_TOKEN = 3;
 
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 const round = (n, d = 2) => Math.round(n * 10 ** d) / 10 ** d;
@@ -143,7 +144,7 @@ export async function measureTaskTurns({ root = path.resolve(import.meta.dirname
       `Tool time subtracted: duration_ms of each tool record in the run's transcript (callTool around the tool: input validation and the tool's work); p50 ${round(quantile(toolSorted, 0.5))} ms, p95 ${round(quantile(toolSorted, 0.95))} ms.`,
       `Fixed context: the system prompt text (${ctx.systemChars} chars, with the workspace's checks brief and web note) plus the ${ctx.tools} tool definitions as JSON (name, description, input_schema, server tools), taken from the last request the scripted server received.`,
       `Machine: ${os.cpus().length} CPUs, 1-minute load average ${load.toFixed(1)} at the start (the figures move with other load).`,
-      `Tokens estimated as chars / ${CHARS_PER_TOKEN} (no Claude tokenizer is installed; the API's count_tokens needs a live key); JSON schemas tokenise denser than prose, so chars / 3 = ${Math.ceil(ctx.chars / 3)} is the pessimistic figure.`,
+      `Tokens estimated conservatively as chars / ${CHARS_PER_TOKEN} (no Claude tokenizer is installed; the API's count_tokens needs a live key); at 3.5 characters per token it would be ${Math.ceil(ctx.chars / 3.5)}.`,
     ],
   };
 }

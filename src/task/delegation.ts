@@ -57,12 +57,15 @@ const PARTNER_NOTE =
   "\n\n## Working for another agent\nAnother agent handed you this part of its task. It sees only your final answer: end with what you changed (paths), " +
   "what you checked and how, and anything left open. Its own checks of the workspace run after it finishes.";
 
+/** An agent's description up to its first full stop: enough to choose a partner, short enough to send every turn. */
+const firstSentence = (text: string) => /^[^\n]*?[.!?](?=\s|$)/.exec(text)?.[0] ?? text.split("\n")[0]!;
+
 function describe(o: DelegationOptions): string {
-  const list = [...o.agents.values()].map((a) => `- ${a.name}: ${a.description.split("\n")[0]}`).join("\n");
+  const list = [...o.agents.values()].map((a) => `- ${a.name}: ${firstSentence(a.description)}`).join("\n");
   return (
     "Hands a well-defined part of your task to a partner agent (same workspace, its own role and tools) and returns its summary. " +
     "Use it for work that needs a partner's expertise; do the rest yourself. " +
-    "The partner sees only your prompt: include the goal, the files involved and how to know it is done. " +
+    "The partner sees only your prompt. " +
     "It shares your turn, token and cost budgets, cannot delegate further, and its changes are checked with yours at the end.\n\nPartners:\n" +
     list
   );
