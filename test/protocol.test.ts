@@ -231,7 +231,9 @@ describe("command line", () => {
 
 describe("raw stdio", () => {
   test("stdout carries only JSON-RPC, stderr only the startup line; garbage input is survived; closing stdin exits 0", async () => {
-    const child = spawn(process.execPath, [CLI, "--workspace", ws], { stdio: ["pipe", "pipe", "pipe"] });
+    // A temp folder of its own: the start-up sweep of dead servers' folders must not find other tests' and say so.
+    const env = { ...process.env, TMPDIR: await tempDir("bdm-proto-tmp-") };
+    const child = spawn(process.execPath, [CLI, "--workspace", ws], { stdio: ["pipe", "pipe", "pipe"], env });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
