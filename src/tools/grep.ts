@@ -1,12 +1,12 @@
 import { z } from "zod";
 import {
   fitEntries,
+  MtimeList,
   OUTPUT_BUDGET,
   plural,
   RG_BASE,
   runRg,
   searchTarget,
-  sortByMtime,
   unignored,
 } from "../files/search.js";
 import { defineTool, type ToolContext } from "../server/tool.js";
@@ -69,28 +69,30 @@ export default defineTool({
     const allowed = a.glob ? await unignored(target, ctx) : undefined;
     const search: Search = { args, operands: ["-e", a.pattern, "--", ...target], allowed, ctx };
     if (a.output_mode === "content") return { text: await contentRows(a, search) };
+    if (a.output_mode === "count") return { text: await countRows(a, search) };
     return { text: await fileRows(a, search) };
   },
 });
 
-/** files_with_matches (newest first) and count (by path) modes. */
+/** files_with_matches mode: matching files, newest first (stat'ed while rg still searches). */
 async function fileRows(a: GrepArgs, { args, operands, allowed, ctx }: Search): Promise<string> {
-  const visible = (file: string) => !allowed || allowed.has(file);
+  const files = new MtimeList(ctx.ws.root);
+  // --null ends each path with NUL and no newline, so each NUL-ended record is one path.
+  const onPath = (file: string) => file && (!allowed || allowed.has(file)) && files.add(file);
+  await runRg([...args, "--files-with-matches", "--null", ...operands], ctx, onPath, "\0");
+  if (files.size === 0) return "No matches found.";
+  const { sorted, note } = files.sorted();
+  return `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", NARROW)}`;
+}
+
+/** count mode: matching lines per file, by path, with the total. */
+async function countRows(a: GrepArgs, { args, operands, allowed, ctx }: Search): Promise<string> {
   const counts = new Map<string, string>();
-  const mode = a.output_mode === "count" ? ["--count", "--with-filename"] : ["--files-with-matches"];
-  await runRg([...args, ...mode, "--null", ...operands], ctx, (line) => {
-    if (a.output_mode === "files_with_matches") {
-      for (const file of line.split("\0")) if (file && visible(file)) counts.set(file, "");
-      return;
-    }
+  await runRg([...args, "--count", "--with-filename", "--null", ...operands], ctx, (line) => {
     const [file = "", count = ""] = line.split("\0");
-    if (visible(file)) counts.set(file, count);
+    if (!allowed || allowed.has(file)) counts.set(file, count);
   });
   if (counts.size === 0) return "No matches found.";
-  if (a.output_mode === "files_with_matches") {
-    const { sorted, note } = await sortByMtime([...counts.keys()], ctx.ws.root);
-    return `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", NARROW)}`;
-  }
   const rows = [...counts].sort(([x], [y]) => x.localeCompare(y)).map(([f, n]) => `${f}:${n}`);
   const total = [...counts.values()].reduce((s, n) => s + Number(n), 0);
   return `${plural(total, "matching line")} in ${plural(rows.length, "file")}\n${fitEntries(rows, a.head_limit, rows.length, "files", NARROW)}`;
