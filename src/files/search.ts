@@ -6,6 +6,7 @@ import path from "node:path";
 import { rgPath } from "@vscode/ripgrep";
 import { MAX_RESULT_CHARS, type ToolContext } from "../server/tool.js";
 import { ToolError } from "../server/errors.js";
+import { Records, type RgSink } from "./rg-output.js";
 
 /** What a listing may take of a result, leaving room for its header and notes. */
 export const OUTPUT_BUDGET = MAX_RESULT_CHARS - 2_000;
@@ -34,14 +35,14 @@ interface RgExit {
 }
 
 /**
- * Spawns rg (no shell) in cwd and passes its stdout on as UTF-8 chunks; kills it on abort or after the time bound.
+ * Spawns rg (no shell) in cwd and passes its stdout on as raw chunks; kills it on abort or after the time bound.
  * node:child_process directly: execa costs about 2 ms per search, a tenth of a small one.
  */
 async function spawnRg(
   args: string[],
   cwd: string,
   abort: AbortSignal,
-  onChunk: (chunk: string) => void,
+  onChunk: (chunk: Buffer) => void,
 ): Promise<RgExit> {
   // The message execa gave: a NUL cannot be passed in an argument.
   const nul = args.find((a) => a.includes("\0"));
@@ -59,7 +60,7 @@ async function spawnRg(
     }, SEARCH_TIMEOUT_MS);
     abort.addEventListener("abort", onAbort, { once: true });
     if (abort.aborted) onAbort();
-    child.stdout.setEncoding("utf8").on("data", onChunk);
+    child.stdout.on("data", onChunk);
     child.stderr.setEncoding("utf8").on("data", (d: string) => stderr.length < MAX_STDERR_CHARS && (stderr += d));
     child.on("error", (e) => (spawnError = e.message));
     child.on("close", (code, signal) => {
@@ -71,24 +72,26 @@ async function spawnRg(
   });
 }
 
-/**
- * Runs rg with an argument array (never a shell string) in the workspace root, calling onLine per stdout record
- * (records end with sep: a newline, or NUL for --files-with-matches --null).
- */
-export async function runRg(
+/** Runs rg with an argument array (never a shell string) in the workspace root, calling onLine per stdout record. */
+export function runRg(
   args: string[],
   ctx: ToolContext,
   onLine: (line: string) => void,
   sep = "\n",
 ): Promise<{ exitCode: number; stderr: string }> {
-  // Splitting chunks by hand is several times faster than a line iterator on large outputs.
-  let rest = "";
-  const { exitCode, stderr, cancelled, timedOut, signal } = await spawnRg(args, ctx.ws.root, ctx.signal, (chunk) => {
-    const lines = (rest + chunk).split(sep);
-    rest = lines.pop()!;
-    for (const line of lines) onLine(line);
-  });
-  if (rest) onLine(rest);
+  return runRgTo(args, ctx, new Records(onLine, sep));
+}
+
+/** Runs rg like runRg, passing its stdout to sink as it arrives. */
+export async function runRgTo(
+  args: string[],
+  ctx: ToolContext,
+  sink: RgSink,
+): Promise<{ exitCode: number; stderr: string }> {
+  const { exitCode, stderr, cancelled, timedOut, signal } = await spawnRg(args, ctx.ws.root, ctx.signal, (chunk) =>
+    sink.write(chunk),
+  );
+  sink.end();
   if (cancelled) throw new ToolError("Cancelled.");
   if (timedOut)
     throw new ToolError(

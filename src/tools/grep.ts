@@ -6,14 +6,18 @@ import {
   plural,
   RG_BASE,
   runRg,
+  runRgTo,
   searchTarget,
   unignored,
 } from "../files/search.js";
+import { JsonLines } from "../files/rg-output.js";
 import { defineTool, type ToolContext } from "../server/tool.js";
 
 const MAX_LINE_CHARS = 500;
 
 type RgText = { text?: string; bytes?: string };
+/** The text without its line end (a final \n or \r\n). */
+const withoutEol = (t: string) => (t.endsWith("\n") ? t.slice(0, t.endsWith("\r\n") ? -2 : -1) : t);
 const decode = (v: RgText | undefined) => v?.text ?? Buffer.from(v?.bytes ?? "", "base64").toString("utf8");
 
 const NARROW = "Narrow the search with path, glob or type, or a more specific pattern.";
@@ -109,32 +113,32 @@ async function contentRows(a: GrepArgs, { args, operands, allowed, ctx }: Search
   const rows: string[] = [];
   let [total, shown, size, full] = [0, 0, 0, false];
   let prev: { file: string; line: number } | undefined;
-  await runRg([...args, "--json", ...operands], ctx, (raw) => {
+  const output = new JsonLines((raw) => {
     const isMatch = raw.startsWith('{"type":"match"');
     if (!isMatch && !raw.startsWith('{"type":"context"')) return;
-    if (full && !allowed) {
-      if (isMatch) total++;
-      return;
-    }
     const { data } = JSON.parse(raw) as { data: { path: RgText; lines: RgText; line_number: number } };
     const file = decode(data.path);
     if (!visible(file)) return;
     if (isMatch) total++;
     if (full) return;
-    const text = decode(data.lines).replace(/\r?\n$/, "");
+    const text = withoutEol(decode(data.lines));
     const sep = isMatch ? ":" : "-";
     const clipped = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… [${text.length} chars]` : text;
     const row = numbers ? `${file}${sep}${data.line_number}${sep}${clipped}` : `${file}${sep}${clipped}`;
     if ((a.head_limit !== undefined && rows.length >= a.head_limit) || size + row.length > OUTPUT_BUDGET) {
       full = true;
+      // Without a glob every match counts, so the rest of the output is only counted, undecoded.
+      if (!allowed) output.countOnly();
       return;
     }
     if ((after || before) && prev && (prev.file !== file || data.line_number > prev.line + 1)) rows.push("--");
-    prev = { file, line: data.line_number + text.split("\n").length - 1 };
+    if (after || before) prev = { file, line: data.line_number + text.split("\n").length - 1 };
     rows.push(row);
     size += row.length + 1;
     if (isMatch) shown++;
   });
+  await runRgTo([...args, "--json", ...operands], ctx, output);
+  total += output.counted;
   if (total === 0) return "No matches found.";
   const note =
     total > shown ? `\n\n[${total - shown} more matching lines left out (${shown} of ${total} shown). ${NARROW}]` : "";
