@@ -14,6 +14,8 @@ export const OUTPUT_BUDGET = MAX_RESULT_CHARS - 2_000;
 /** Flags shared by Grep and Glob: hidden files included, .git excluded, .gitignore respected even outside a git repo. */
 export const RG_BASE = ["--no-config", "--hidden", "--glob", "!.git", "--no-require-git", "--no-messages"];
 const MTIME_SORT_LIMIT = 1_000;
+/** How many found files MtimeList stats as they come in, before knowing whether the list stays within the limit. */
+const STAT_AS_ADDED = 128;
 /** Every ripgrep run is stopped after this long. */
 const SEARCH_TIMEOUT_MS = 60_000;
 /** stderr kept for the error message (rg with --no-messages writes little). */
@@ -135,8 +137,9 @@ function mtimeOf(abs: string): number {
 
 /**
  * Found files, listed newest first when there are few enough to stat cheaply, else by path with a note saying so.
- * Each file is stat'ed as it is added, so while rg is still searching; a synchronous stat costs microseconds, far less
- * than a round trip through the thread pool, and stat'ing stops past the limit.
+ * The first STAT_AS_ADDED files are stat'ed as they are added, so while rg is still searching (a synchronous stat costs
+ * a few microseconds, far less than a round trip through the thread pool); any more only once the list is known to
+ * stay within the limit, so a list past it wastes at most STAT_AS_ADDED stats (well under 1 ms).
  */
 export class MtimeList {
   private readonly files: string[] = [];
@@ -153,13 +156,14 @@ export class MtimeList {
     if (this.seen.has(file)) return;
     this.seen.add(file);
     this.files.push(file);
-    if (this.files.length <= MTIME_SORT_LIMIT) this.times.push(mtimeOf(path.join(this.root, file)));
+    if (this.files.length <= STAT_AS_ADDED) this.times.push(mtimeOf(path.join(this.root, file)));
   }
 
   sorted(): { sorted: string[]; note: string } {
     const { files, times } = this;
     if (files.length > MTIME_SORT_LIMIT)
       return { sorted: files.sort(), note: ` (sorted by path: over ${MTIME_SORT_LIMIT} files)` };
+    for (let i = times.length; i < files.length; i++) times.push(mtimeOf(path.join(this.root, files[i]!)));
     const order = files.map((_, i) => i);
     order.sort((a, b) => times[b]! - times[a]! || files[a]!.localeCompare(files[b]!));
     return { sorted: order.map((i) => files[i]!), note: "" };
