@@ -124,7 +124,8 @@ async function contentRows(a: GrepArgs, { args, operands, allowed, ctx }: Search
     const text = withoutEol(decode(data.lines));
     const sep = isMatch ? ":" : "-";
     const clipped = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… [${text.length} chars]` : text;
-    const row = numbers ? `${file}${sep}${data.line_number}${sep}${clipped}` : `${file}${sep}${clipped}`;
+    // join builds a flat copy, so the row does not keep a long line's whole text alive until the result is joined.
+    const row = (numbers ? [file, sep, data.line_number, sep, clipped] : [file, sep, clipped]).join("");
     if ((a.head_limit !== undefined && rows.length >= a.head_limit) || size + row.length > OUTPUT_BUDGET) {
       full = true;
       // Without a glob every match counts, so the rest of the output is only counted, undecoded.
