@@ -281,6 +281,47 @@ describe.concurrent("Grep ignores, safety and size", () => {
   });
 });
 
+describe.concurrent("Grep files_with_matches order", () => {
+  test("files with the same modification time are listed by path (locale order, as before)", async () => {
+    const stamp = Date.now() / 1000 - 50;
+    await Promise.all(["B.tie", "a.tie", "c.tie"].map((f) => put(plain, `ties/${f}`, "tie\n")));
+    await Promise.all(["B.tie", "a.tie", "c.tie"].map((f) => fs.utimes(path.join(plain, "ties", f), stamp, stamp)));
+    expect(ok(await p.call("Grep", { pattern: "tie", path: "ties" }))).toBe(
+      "Found 3 files\nties/a.tie\nties/B.tie\nties/c.tie",
+    );
+    await fs.utimes(path.join(plain, "ties", "c.tie"), stamp + 1, stamp + 1);
+    expect(ok(await p.call("Grep", { pattern: "tie", path: "ties", head_limit: 2 }))).toBe(
+      "Found 3 files\nties/c.tie\nties/a.tie\n\n[1 more files left out (2 of 3 shown). Narrow the search with path, glob or type, or a more specific pattern.]",
+    );
+  });
+
+  test("exactly 1000 matching files are still ordered newest first", async () => {
+    const out = ok(await p.call("Grep", { pattern: "needle", path: "big", glob: "*0[0-9][0-9][0-9].dat" }));
+    expect(out.startsWith("Found 1000 files\n")).toBe(true);
+    const shown = out.split("\n").filter((l) => l.startsWith("big/"));
+    const times = await Promise.all(shown.map(async (f) => (await fs.stat(path.join(plain, f))).mtimeMs));
+    expect(times.every((t, i) => i === 0 || times[i - 1]! >= t)).toBe(true);
+    const all = await fs.readdir(path.join(plain, "big"));
+    const newest = Math.max(
+      ...(await Promise.all(
+        all.filter((f) => /0\d{3}\.dat$/.test(f)).map(async (f) => (await fs.stat(path.join(plain, "big", f))).mtimeMs),
+      )),
+    );
+    expect(times[0]).toBe(newest);
+  });
+
+  test("a file name holding a newline is one result", async () => {
+    await put(plain, "nl/two\nlines.nl", "newline-name\n");
+    expect(ok(await p.call("Grep", { pattern: "newline-name" }))).toBe("Found 1 file\nnl/two\nlines.nl");
+  });
+
+  test("a NUL in the pattern is refused with a clear error, as before", async () => {
+    expect(fail(await grep({ pattern: "a\u0000b" }))).toBe(
+      'Grep failed: Arguments cannot contain null bytes ("\\0"): a\u0000b',
+    );
+  });
+});
+
 describe.concurrent("Glob", () => {
   test("matches at any depth, newest first, relative to the workspace", async () => {
     expect(ok(await glob({ pattern: "**/*.ts" }))).toBe(

@@ -36,7 +36,7 @@ export default defineTool({
     ]);
     const files = matched.filter((f) => allowed.has(f));
     if (files.length === 0) return { text: `No files match ${pattern}${path ? ` in ${path}` : ""}.` };
-    const { sorted, note } = await sortByMtime(files, ctx.ws.root);
+    const { sorted, note } = sortByMtime(files, ctx.ws.root);
     return {
       text: `${note ? `${plural(files.length, "file")}${note}\n` : ""}${fitEntries(sorted, DEFAULT_LIMIT, files.length, "files", "Use a more specific pattern or path.")}`,
     };

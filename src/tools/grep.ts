@@ -1,19 +1,23 @@
 import { z } from "zod";
 import {
   fitEntries,
+  MtimeList,
   OUTPUT_BUDGET,
   plural,
   RG_BASE,
   runRg,
+  runRgTo,
   searchTarget,
-  sortByMtime,
   unignored,
 } from "../files/search.js";
+import { JsonLines } from "../files/rg-output.js";
 import { defineTool, type ToolContext } from "../server/tool.js";
 
 const MAX_LINE_CHARS = 500;
 
 type RgText = { text?: string; bytes?: string };
+/** The text without its line end (a final \n or \r\n). */
+const withoutEol = (t: string) => (t.endsWith("\n") ? t.slice(0, t.endsWith("\r\n") ? -2 : -1) : t);
 const decode = (v: RgText | undefined) => v?.text ?? Buffer.from(v?.bytes ?? "", "base64").toString("utf8");
 
 const NARROW = "Narrow the search with path, glob or type, or a more specific pattern.";
@@ -69,28 +73,30 @@ export default defineTool({
     const allowed = a.glob ? await unignored(target, ctx) : undefined;
     const search: Search = { args, operands: ["-e", a.pattern, "--", ...target], allowed, ctx };
     if (a.output_mode === "content") return { text: await contentRows(a, search) };
+    if (a.output_mode === "count") return { text: await countRows(a, search) };
     return { text: await fileRows(a, search) };
   },
 });
 
-/** files_with_matches (newest first) and count (by path) modes. */
+/** files_with_matches mode: matching files, newest first (stat'ed while rg still searches). */
 async function fileRows(a: GrepArgs, { args, operands, allowed, ctx }: Search): Promise<string> {
-  const visible = (file: string) => !allowed || allowed.has(file);
+  const files = new MtimeList(ctx.ws.root);
+  // --null ends each path with NUL and no newline, so each NUL-ended record is one path.
+  const onPath = (file: string) => file && (!allowed || allowed.has(file)) && files.add(file);
+  await runRg([...args, "--files-with-matches", "--null", ...operands], ctx, onPath, "\0");
+  if (files.size === 0) return "No matches found.";
+  const { sorted, note } = files.sorted();
+  return `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", NARROW)}`;
+}
+
+/** count mode: matching lines per file, by path, with the total. */
+async function countRows(a: GrepArgs, { args, operands, allowed, ctx }: Search): Promise<string> {
   const counts = new Map<string, string>();
-  const mode = a.output_mode === "count" ? ["--count", "--with-filename"] : ["--files-with-matches"];
-  await runRg([...args, ...mode, "--null", ...operands], ctx, (line) => {
-    if (a.output_mode === "files_with_matches") {
-      for (const file of line.split("\0")) if (file && visible(file)) counts.set(file, "");
-      return;
-    }
+  await runRg([...args, "--count", "--with-filename", "--null", ...operands], ctx, (line) => {
     const [file = "", count = ""] = line.split("\0");
-    if (visible(file)) counts.set(file, count);
+    if (!allowed || allowed.has(file)) counts.set(file, count);
   });
   if (counts.size === 0) return "No matches found.";
-  if (a.output_mode === "files_with_matches") {
-    const { sorted, note } = await sortByMtime([...counts.keys()], ctx.ws.root);
-    return `Found ${plural(sorted.length, "file")}${note}\n${fitEntries(sorted, a.head_limit, sorted.length, "files", NARROW)}`;
-  }
   const rows = [...counts].sort(([x], [y]) => x.localeCompare(y)).map(([f, n]) => `${f}:${n}`);
   const total = [...counts.values()].reduce((s, n) => s + Number(n), 0);
   return `${plural(total, "matching line")} in ${plural(rows.length, "file")}\n${fitEntries(rows, a.head_limit, rows.length, "files", NARROW)}`;
@@ -107,32 +113,33 @@ async function contentRows(a: GrepArgs, { args, operands, allowed, ctx }: Search
   const rows: string[] = [];
   let [total, shown, size, full] = [0, 0, 0, false];
   let prev: { file: string; line: number } | undefined;
-  await runRg([...args, "--json", ...operands], ctx, (raw) => {
+  const output = new JsonLines((raw) => {
     const isMatch = raw.startsWith('{"type":"match"');
     if (!isMatch && !raw.startsWith('{"type":"context"')) return;
-    if (full && !allowed) {
-      if (isMatch) total++;
-      return;
-    }
     const { data } = JSON.parse(raw) as { data: { path: RgText; lines: RgText; line_number: number } };
     const file = decode(data.path);
     if (!visible(file)) return;
     if (isMatch) total++;
     if (full) return;
-    const text = decode(data.lines).replace(/\r?\n$/, "");
+    const text = withoutEol(decode(data.lines));
     const sep = isMatch ? ":" : "-";
     const clipped = text.length > MAX_LINE_CHARS ? `${text.slice(0, MAX_LINE_CHARS)}… [${text.length} chars]` : text;
-    const row = numbers ? `${file}${sep}${data.line_number}${sep}${clipped}` : `${file}${sep}${clipped}`;
+    // join builds a flat copy, so the row does not keep a long line's whole text alive until the result is joined.
+    const row = (numbers ? [file, sep, data.line_number, sep, clipped] : [file, sep, clipped]).join("");
     if ((a.head_limit !== undefined && rows.length >= a.head_limit) || size + row.length > OUTPUT_BUDGET) {
       full = true;
+      // Without a glob every match counts, so the rest of the output is only counted, undecoded.
+      if (!allowed) output.countOnly();
       return;
     }
     if ((after || before) && prev && (prev.file !== file || data.line_number > prev.line + 1)) rows.push("--");
-    prev = { file, line: data.line_number + text.split("\n").length - 1 };
+    if (after || before) prev = { file, line: data.line_number + text.split("\n").length - 1 };
     rows.push(row);
     size += row.length + 1;
     if (isMatch) shown++;
   });
+  await runRgTo([...args, "--json", ...operands], ctx, output);
+  total += output.counted;
   if (total === 0) return "No matches found.";
   const note =
     total > shown ? `\n\n[${total - shown} more matching lines left out (${shown} of ${total} shown). ${NARROW}]` : "";
