@@ -4,7 +4,8 @@ import { randomBytes } from "node:crypto";
 import { processesWithToken, processTree, signalAll, waitGone } from "./proctree.js";
 import type { Sandbox } from "./sandbox.js";
 import type { ToolContext, ToolOutput } from "../server/tool.js";
-import { BoundedOutput, commandEnv, KILL_GRACE_MS, killGroup, spawnCommand } from "./command.js";
+import { commandEnv, KILL_GRACE_MS, killGroup, spawnCommand } from "./command.js";
+import { BoundedOutput } from "./output.js";
 import { type BackgroundSummary, type BackgroundView, describe, present, startedOutput } from "./background-view.js";
 import { ToolError } from "../server/errors.js";
 
