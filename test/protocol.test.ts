@@ -281,6 +281,9 @@ describe("raw stdio", () => {
     const lines = stdout.split("\n").filter(Boolean);
     for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
     const byId = new Map(responses().map((r) => [r.id, r]));
+    expect([...byId.keys()].filter((id) => id !== null).sort(), `stdout:\n${stdout}\nstderr:\n${stderr}`).toEqual([
+      1, 2, 3, 4, 5,
+    ]);
     for (const r of responses()) expect(r.jsonrpc).toBe("2.0");
     expect(byId.get(1)!.result).toMatchObject({ serverInfo: { name: pkg.name, version: pkg.version } });
     expect(byId.get(2)!.result).toEqual({ content: [{ type: "text", text: "     1\thi" }] });
@@ -292,13 +295,13 @@ describe("raw stdio", () => {
       .split("\n")
       .filter(Boolean)
       .filter((l) => !/^\[backend-developer-mcp\] warning: .*sandbox/i.test(l));
-    expect(logLines).toHaveLength(1);
+    expect(logLines, stderr).toHaveLength(1);
     expect(logLines[0]).toMatch(
       new RegExp(
         `^\\[${pkg.name}\\] info: v${pkg.version.replaceAll(".", "\\.")} · workspace ${ws} · .*tools Read, Write, Edit, Grep, Glob`,
       ),
     );
-    expect(code).toBe(0);
+    expect(code, stderr).toBe(0);
   });
 });
 
