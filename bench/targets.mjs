@@ -15,10 +15,16 @@ export class Targets {
   }
 
   render() {
-    const fmt = (v, unit) => (unit === "×" ? `${v.toFixed(2)}×` : `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${unit}`);
+    const fmt = (v, unit, digits = 2) =>
+      unit === "×" ? `${v.toFixed(digits)}×` : `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} ${unit}`;
+    // A value just over its limit gets one more digit, so that it never reads as equal to it.
+    const shown = (t) => {
+      const close = !t.met && t.value.toFixed(2) === t.limit.toFixed(2);
+      return fmt(t.value, t.unit, close ? 3 : 2);
+    };
     const rows = this.list.map(
       (t) =>
-        `| ${t.name} | ${t.value === null ? `not measured: ${t.why}` : fmt(t.value, t.unit)} | ≤ ${fmt(t.limit, t.unit)} | ${t.met ? "met" : "**not met**"} |`,
+        `| ${t.name} | ${t.value === null ? `not measured: ${t.why}` : shown(t)} | ≤ ${fmt(t.limit, t.unit)} | ${t.met ? "met" : "**not met**"} |`,
     );
     const met = this.list.filter((t) => t.met).length;
     return [
