@@ -212,7 +212,9 @@ export async function runCommand(
   ctx.signal.removeEventListener("abort", onAbort);
   // The output has ended: nothing is left to wait for, so the last sweep comes now instead of after the grace.
   sweeps.forEach(clearTimeout);
-  if (!endedWithItsSandbox(config.sandbox.active, stopReason, signal)) stopAll(token, pgid);
+  // Also after a sandboxed command that ended by itself: bwrap reports the command's exit before the sandbox's pid 1
+  // is gone, so what it left running may live on for a moment; the sweep returns once it is gone.
+  stopAll(token, pgid);
   liveCommands.delete(token);
   const { output, omitted } = out.render();
   const result: CommandResult = {
@@ -226,16 +228,6 @@ export async function runCommand(
     sandboxed: config.sandbox.active,
   };
   return result;
-}
-
-/**
- * Whether everything the command started is already gone: a sandboxed command that ended by itself. bwrap returns only
- * once the sandbox's pid 1 has exited, and the kernel kills and reaps every process of a pid namespace before its
- * pid 1 is gone. A signal (ours or anyone's) may have hit bwrap before that pid 1 armed its parent-death signal, and
- * unsandboxed commands can leave the process group: both are swept.
- */
-function endedWithItsSandbox(sandboxed: boolean, stopReason: string | undefined, signal: string | undefined): boolean {
-  return sandboxed && stopReason === undefined && signal === undefined;
 }
 
 /** The command was cancelled before it started: nothing ran. */
