@@ -1,10 +1,11 @@
 // Running one shell command: in the OS sandbox, with an allowlisted environment, bounded output, a timeout, and a
 // kill that leaves nothing behind. The Run tool and background commands build on it.
 import { randomUUID } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { BoundedOutput } from "./output.js";
+import { otherPids } from "./proctree.js";
 import { limitProcesses, type Sandbox } from "./sandbox.js";
 
 export const KILL_GRACE_MS = 500;
@@ -98,22 +99,13 @@ export const killGroup = (pgid: number, signal: NodeJS.Signals) => kill(-pgid, s
  */
 function processesCarrying(token: string): number[] {
   const mark = `${TOKEN_VAR}=${token}`;
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return [];
-  }
-  const found: number[] = [];
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+  return otherPids().filter((pid) => {
     try {
-      if (readFileSync(`/proc/${entry}/environ`, "latin1").split("\0").includes(mark)) found.push(Number(entry));
+      return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(mark);
     } catch {
-      // gone, or not ours to read
+      return false; // gone, or not ours to read
     }
-  }
-  return found;
+  });
 }
 
 /**

@@ -1,7 +1,20 @@
 // Process trees on Linux, from /proc: bubblewrap runs a sandboxed command in a session of its own, outside the process
 // group the server kills, and relies on a parent-death signal to end it. Collecting the tree first, then signalling
 // every member, ends it even when that signal is lost.
+import { readdirSync } from "node:fs";
 import fs from "node:fs/promises";
+
+/** The pids of live processes, the server's own left out ([] without /proc). */
+export function otherPids(): number[] {
+  try {
+    return readdirSync("/proc")
+      .filter((e) => /^\d+$/.test(e))
+      .map(Number)
+      .filter((pid) => pid !== process.pid);
+  } catch {
+    return [];
+  }
+}
 
 /** The process and all its descendants (Linux /proc; just the process elsewhere). */
 export async function processTree(root: number): Promise<number[]> {
@@ -26,12 +39,9 @@ export async function processTree(root: number): Promise<number[]> {
  * link to the tree any more and may have missed the parent-death signal; it still carries the command line.
  */
 export async function processesWithToken(token: string): Promise<number[]> {
-  const entries = (await fs.readdir("/proc").catch(() => [] as string[])).filter(
-    (e) => /^\d+$/.test(e) && Number(e) !== process.pid,
-  );
   const found = await Promise.all(
-    entries.map(async (e) =>
-      (await fs.readFile(`/proc/${e}/cmdline`, "utf8").catch(() => "")).includes(token) ? Number(e) : 0,
+    otherPids().map(async (pid) =>
+      (await fs.readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).includes(token) ? pid : 0,
     ),
   );
   return found.filter(Boolean);

@@ -1,9 +1,10 @@
-import { existsSync, lstatSync, readdirSync, rmdirSync, statSync } from "node:fs";
+import { existsSync, lstatSync, rmdirSync, statSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { ripgrepPath } from "../files/ripgrep.js";
 import { SharedNetwork, type WorkspaceNetwork } from "./netns.js";
+import { otherPids } from "./proctree.js";
 
 export type SandboxMode = "auto" | "os" | "off";
 
@@ -68,21 +69,11 @@ export async function removeStaleTempFolders(tmp = os.tmpdir()): Promise<number>
 export function limitProcesses(): string {
   const uid = process.getuid?.();
   if (uid === undefined || uid === 0) return "";
-  let mine = 0;
-  for (const entry of readdirSafe("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    // /proc/<pid> belongs to the process's user: one stat instead of reading its status file.
-    if (statSync(`/proc/${entry}`, { throwIfNoEntry: false })?.uid === uid) mine++;
-  }
+  // /proc/<pid> belongs to the process's user: one stat instead of reading its status file.
+  const mine = [process.pid, ...otherPids()].filter(
+    (pid) => statSync(`/proc/${pid}`, { throwIfNoEntry: false })?.uid === uid,
+  ).length;
   return mine ? `ulimit -u ${mine + MAX_COMMAND_PROCESSES} 2>/dev/null\n` : "";
-}
-
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }
 
 const INSTALL_HINT: Record<string, string> = {
