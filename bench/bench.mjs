@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { rgPath } from "@vscode/ripgrep";
+import { otherNodes } from "../scripts/other-nodes.mjs";
 import { Targets } from "./targets.mjs";
 import { ensureTree, MARKERS, SEED, writeEditFiles } from "./tree.mjs";
 
@@ -216,25 +217,10 @@ async function runOverhead(ours, sandbox) {
   ];
 }
 
-/** The Node binaries of other majors that .ci/run installs (scripts/test-other-nodes.mjs), by major. */
-function otherNodes() {
-  const bin = (major) =>
-    path.join(
-      ROOT,
-      ".cache",
-      `node${major}`,
-      "node_modules",
-      `node-${process.platform}-${process.arch}`,
-      "bin",
-      "node",
-    );
-  return ["22", "24"].map((major) => ({ major, node: bin(major) }));
-}
-
 /** Cold starts of ours and the peer, both run by each other Node major. */
 async function otherNodeColdStarts(oursPeer, peer) {
   const lines = [];
-  for (const { major, node } of otherNodes()) {
+  for (const { major, node } of otherNodes) {
     const name = `Cold start → initialize vs server-filesystem, Node ${major}`;
     if (!fs.existsSync(node)) {
       targets.missing(name, 0.6, "×", `no Node ${major} at ${path.relative(ROOT, node)} (.ci/run installs it)`);

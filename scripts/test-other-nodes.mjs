@@ -5,9 +5,9 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { otherNodes } from "./other-nodes.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const MAJORS = ["22", "24"];
 const FILES = [
   "test/protocol.test.ts",
   "test/client-commands.test.ts",
@@ -15,12 +15,9 @@ const FILES = [
   "test/run.test.ts",
   "test/compile-cache.test.ts",
 ];
-const binary = (major) =>
-  path.join(root, ".cache", `node${major}`, "node_modules", `node-${process.platform}-${process.arch}`, "bin", "node");
 
 let failed = false;
-for (const major of MAJORS) {
-  const node = binary(major);
+for (const { major, node } of otherNodes) {
   if (!existsSync(node)) {
     const message = `Node ${major} not found at ${node}; .ci/run installs it`;
     if (process.env.CI) {
