@@ -69,6 +69,23 @@ const within = <T>(p: Promise<T>, ms: number) =>
 
 const done = (n = 1) => Array.from({ length: n }, () => reply(say("Done.")));
 
+/**
+ * Starts a background Task and polls TaskOutput (each poll must answer within 5 s) until the run ends; the statuses
+ * seen, with "no answer" for a poll the server did not answer in time.
+ */
+async function statusesUntilEnded(conn: Awaited<ReturnType<typeof serve>>["conn"], ms: number): Promise<string[]> {
+  const started = await conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true });
+  const runId = (started.structuredContent as { run_id: string }).run_id;
+  const statuses: string[] = [];
+  const settled = async () => {
+    const r = await within(conn.call("TaskOutput", { run_id: runId, wait_seconds: 1 }), 5_000);
+    statuses.push(r ? String((r.structuredContent as { status?: string }).status) : "no answer");
+    return !["queued", "running"].includes(statuses.at(-1)!);
+  };
+  expect(await waitUntil(settled, ms)).toBe(true);
+  return statuses;
+}
+
 describe("verification baseline", () => {
   test("a project folder that was a symbolic link at the checkpoint does not make the server link dependencies outside", async () => {
     // At the checkpoint `sub` is a link to a folder outside the workspace. The (hostile) agent replaces it with a real
@@ -218,16 +235,7 @@ describe("verification output", () => {
       reply(use("Write", { file_path: "src/a.js", content: "export const a = 1;\n" })),
       ...done(3),
     ]);
-    const started = await conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true });
-    const runId = (started.structuredContent as { run_id: string }).run_id;
-    const statuses: string[] = [];
-    const settled = async () => {
-      const r = await within(conn.call("TaskOutput", { run_id: runId, wait_seconds: 1 }), 5_000);
-      statuses.push(r ? String((r.structuredContent as { status?: string }).status) : "no answer");
-      return !["queued", "running"].includes(statuses.at(-1)!);
-    };
-    expect(await waitUntil(settled, 60_000)).toBe(true);
-    expect(statuses).not.toContain("no answer");
+    expect(await statusesUntilEnded(conn, 60_000)).not.toContain("no answer");
   }, 90_000);
 });
 
@@ -245,15 +253,6 @@ describe("the in-process type check", () => {
       reply(use("Write", { file_path: "src/a.ts", content: "export const a = 1;\n" })),
       ...done(3),
     ]);
-    const started = await conn.call("Task", { description: "attack", prompt: "Do the task.", run_in_background: true });
-    const runId = (started.structuredContent as { run_id: string }).run_id;
-    const statuses: string[] = [];
-    const settled = async () => {
-      const r = await within(conn.call("TaskOutput", { run_id: runId, wait_seconds: 1 }), 5_000);
-      statuses.push(r ? String((r.structuredContent as { status?: string }).status) : "no answer");
-      return !["queued", "running"].includes(statuses.at(-1)!);
-    };
-    expect(await waitUntil(settled, 90_000)).toBe(true);
-    expect(statuses).not.toContain("no answer");
+    expect(await statusesUntilEnded(conn, 90_000)).not.toContain("no answer");
   }, 120_000);
 });

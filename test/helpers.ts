@@ -79,3 +79,15 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, ms: num
     if (await check()) return true;
   return check();
 }
+
+/** The quick-command prompts (prompts/commands/*.md), by name. */
+export const QUICK_COMMANDS = [
+  "be-api",
+  "be-auth",
+  "be-docker",
+  "be-migrate",
+  "be-model",
+  "be-service",
+  "be-test",
+  "be-validate",
+];

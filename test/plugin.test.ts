@@ -8,7 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { connect, type Connection, tempDir } from "./helpers.js";
+import { connect, type Connection, QUICK_COMMANDS, tempDir } from "./helpers.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const PLUGIN = path.join(ROOT, "plugin");
@@ -78,16 +78,7 @@ describe("generated from one source", () => {
   test("commands/ holds exactly the MCP quick-command prompts, with the same names, descriptions and arguments", async () => {
     const { prompts } = await c.client.listPrompts();
     const quick = prompts.filter((p) => p.name !== "backend-developer");
-    expect(quick.map((p) => p.name).sort()).toEqual([
-      "be-api",
-      "be-auth",
-      "be-docker",
-      "be-migrate",
-      "be-model",
-      "be-service",
-      "be-test",
-      "be-validate",
-    ]);
+    expect(quick.map((p) => p.name).sort()).toEqual(QUICK_COMMANDS);
     const files = (await fs.readdir(path.join(PLUGIN, "commands"))).sort();
     expect(files).toEqual(quick.map((p) => `${p.name}.md`).sort());
     for (const p of quick) {
@@ -168,17 +159,7 @@ describe("Claude Code", () => {
     expect(details.code).toBe(0);
     expect(details.out).toMatch(/Agents \(1\)\s+backend-developer/);
     expect(details.out).toMatch(/MCP servers \(1\)\s+backend-developer/);
-    for (const name of [
-      "be-api",
-      "be-auth",
-      "be-docker",
-      "be-migrate",
-      "be-model",
-      "be-service",
-      "be-test",
-      "be-validate",
-    ])
-      expect(details.out).toContain(name);
+    for (const name of QUICK_COMMANDS) expect(details.out).toContain(name);
     // Installed from a clone, the plugin runs in place on the clone's own build: the server connects, nothing published.
     const health = await claude(["mcp", "list"]);
     expect(health.out).toContain(

@@ -9,7 +9,7 @@ import { demoSteps, demoWorkspace } from "../src/testing/demo.js";
 import { overloaded, reply, say, use, type MessagesRequest, type Step } from "../src/testing/scripted-model.js";
 import type { TaskReport } from "../src/task/records.js";
 import { useScriptedServers } from "./fixtures.js";
-import { connect, processAlive, tempDir, text, waitUntil, type Connection } from "./helpers.js";
+import { connect, type Connection, processAlive, QUICK_COMMANDS, tempDir, text, waitUntil } from "./helpers.js";
 
 const servers = useScriptedServers({ BACKEND_AGENT_MAX_RETRIES: "3" });
 const stateDir = servers.stateDir;
@@ -382,17 +382,7 @@ describe("prompts", () => {
     const conn = await connect(["--workspace", ws]);
     servers.after(() => conn.close());
     const { prompts } = await conn.client.listPrompts();
-    expect(prompts.map((p) => p.name).sort()).toEqual([
-      "backend-developer",
-      "be-api",
-      "be-auth",
-      "be-docker",
-      "be-migrate",
-      "be-model",
-      "be-service",
-      "be-test",
-      "be-validate",
-    ]);
+    expect(prompts.map((p) => p.name).sort()).toEqual(["backend-developer", ...QUICK_COMMANDS]);
     const api = prompts.find((p) => p.name === "be-api")!;
     expect(api.arguments?.find((a) => a.name === "resource")?.required).toBe(true);
     const rendered = await conn.client.getPrompt({
