@@ -1,10 +1,14 @@
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import module from "node:module";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { ListRootsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { cacheRoot, safeCacheDir, startsServer, workspaceCandidates } from "../src/compile-cache.js";
-import { connect, ok, tempDir } from "./helpers.js";
+import { CLI, connect, fail, ok, tempDir } from "./helpers.js";
 
 /** Node's compile cache exists from Node 22.1 on; on Node 20 start-up must simply work without it. */
 const HAS_CACHE = typeof (module as { enableCompileCache?: unknown }).enableCompileCache === "function";
@@ -112,8 +116,51 @@ describe("start-up with the compile cache", () => {
     expect(await filesUnder(open)).toEqual([]);
   });
 
-  test("with the cache folder inside the workspace, start-up writes nothing there", async () => {
-    await startOnce(path.join(ws, ".cache"));
+  test("with the cache folder inside the workspace, start-up writes nothing there (and the workspace is refused)", () => {
+    const r = spawnSync(process.execPath, [CLI, "--workspace", ws, "--sandbox", "off"], {
+      env: { ...process.env, XDG_CACHE_HOME: path.join(ws, ".cache"), XDG_STATE_HOME: path.join(outer, "state") },
+      input: "",
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(r.stderr).toMatch(/holds this server's compile cache/);
     expect(existsSync(path.join(ws, ".cache"))).toBe(false);
+  });
+});
+
+describe("a workspace that holds the compile cache", () => {
+  // Attack: with the workspace's commands able to write the cache, code planted there would run with the server's
+  // rights at every later start of any server (on a Node that has the cache). Such a workspace is refused.
+  test("given with --workspace, the server does not start and says why", async () => {
+    const home = path.join(outer, "home-ws");
+    await fs.mkdir(home, { recursive: true });
+    const r = spawnSync(process.execPath, [CLI, "--workspace", home, "--sandbox", "off"], {
+      env: { PATH: process.env.PATH, HOME: home, XDG_STATE_HOME: path.join(outer, "state") },
+      input: "",
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).toBe("");
+    expect(r.stderr).toMatch(
+      /holds this server's compile cache .*Open a project folder instead, or set XDG_CACHE_HOME/s,
+    );
+  });
+
+  test("taken from the client's roots, every tool call is refused with the reason", async () => {
+    const client = new Client({ name: "roots-client", version: "1.0.0" }, { capabilities: { roots: {} } });
+    client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: pathToFileURL(ws).href, name: "ws" }] }));
+    const c = await connect([], { client, env: { XDG_CACHE_HOME: path.join(ws, ".cache") } });
+    try {
+      for (const [tool, args] of [
+        ["Write", { file_path: ".cache/backend-developer-mcp/compile-cache/x", content: "planted" }],
+        ["Run", { command: "echo planted > .cache/backend-developer-mcp/compile-cache/y" }],
+      ] as const)
+        expect(fail(await c.call(tool, args))).toMatch(/holds this server's compile cache/);
+      expect(existsSync(path.join(ws, ".cache", "backend-developer-mcp", "compile-cache", "x"))).toBe(false);
+      expect(existsSync(path.join(ws, ".cache", "backend-developer-mcp", "compile-cache", "y"))).toBe(false);
+    } finally {
+      await c.close();
+    }
   });
 });

@@ -183,7 +183,8 @@ describe.runIf(hasSandbox && asRoot)(
           "--service",
           "redis",
         ],
-        env: { PATH: process.env.PATH!, HOME: ws },
+        // HOME is the workspace here: the compile cache must live elsewhere, or the workspace is refused.
+        env: { PATH: process.env.PATH!, HOME: ws, XDG_CACHE_HOME: path.join(os.tmpdir(), "bdm-nobody-cache") },
         stderr: "pipe",
       });
       transport.stderr?.on("data", () => undefined);

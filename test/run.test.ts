@@ -2,6 +2,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -238,7 +239,7 @@ describe.runIf(hasBwrap)("Run in the OS sandbox", () => {
   test("--sandbox os refuses to start without bubblewrap, naming the package", async () => {
     const dir = await tempDir();
     const r = spawnSync(process.execPath, [CLI, "--workspace", dir, "--sandbox", "os"], {
-      env: { PATH: "/nonexistent", HOME: dir },
+      env: { PATH: "/nonexistent", HOME: dir, XDG_CACHE_HOME: path.join(os.tmpdir(), "bdm-run-cache") },
       encoding: "utf8",
     });
     expect(r.status).toBe(2);

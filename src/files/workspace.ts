@@ -1,6 +1,7 @@
 import { constants, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import { cacheRoot } from "../compile-cache.js";
 import { ToolError } from "../server/errors.js";
 import {
   type CurrentFile,
@@ -49,6 +50,19 @@ async function realLocation(abs: string, hops = 0): Promise<string> {
   return path.join(realParent, path.basename(abs));
 }
 
+/**
+ * Servers run the code in their compile cache with their own rights (src/compile-cache.ts): a workspace holding that
+ * folder would let its commands plant code for every later start, so it is refused (checked whatever Node runs this
+ * server: another server, on a Node with the cache, would load what this one's commands wrote).
+ */
+async function refuseIfHoldsCompileCache(dir: string, root: string): Promise<void> {
+  const cache = cacheRoot();
+  if (!cache || !isInside(root, await realLocation(cache))) return;
+  throw new Error(
+    `Cannot use workspace ${dir}: it holds this server's compile cache (${cache}), code the server runs with its own rights that commands in the workspace could change. Open a project folder instead, or set XDG_CACHE_HOME to a folder outside ${root}.`,
+  );
+}
+
 interface ReadStamp {
   mtimeMs: number;
   size: number;
@@ -75,6 +89,7 @@ export class Workspace {
             : (e as Error).message;
       throw new Error(`Cannot use workspace ${dir}: ${reason}`);
     }
+    await refuseIfHoldsCompileCache(dir, root);
     return new Workspace(root);
   }
 
