@@ -1,7 +1,7 @@
 // The command: options → sandbox, services and background commands → tools → the MCP server on stdio.
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { ripgrepPath } from "./files/ripgrep.js";
-import { Workspace } from "./files/workspace.js";
+import { keepPathOutside, Workspace } from "./files/workspace.js";
 import { parseServerArgs, serverHelp, type ServerArgs } from "./options.js";
 import { pkg } from "./paths.js";
 import { loadCommands } from "./prompts.js";
@@ -97,6 +97,8 @@ async function main(): Promise<void> {
   setModelOptions({ thinking: o.thinking, web: o.web, webDomains: o["web-domain"], webMaxUses: o["web-max-uses"] });
   const workspace =
     o.workspace === undefined ? undefined : await Workspace.open(o.workspace).catch((e: Error) => fail(e.message));
+  // Until a client root is known, the current folder is the workspace to keep off the PATH.
+  if (!workspace) keepPathOutside(process.cwd());
   const network = o["allow-network"] || (o["allow-domain"].length ? o["allow-domain"] : false);
   let warn = (message: string) => log(undefined, "warning", message);
   const sandbox = await createSandbox({ mode: o.sandbox, network }, (m) => warn(m)).catch((e: Error) =>

@@ -142,3 +142,28 @@ describe("stale leftovers of a killed server are cleaned on start", () => {
     expect(c.pid).toBeGreaterThan(0);
   });
 });
+
+describe("programs the server starts for the sandbox", () => {
+  // Attack: the server finds bwrap, nsenter, socat and which on its PATH, and looks them up with the workspace as its
+  // current folder. A PATH with "." or a folder inside the workspace (npm run puts <project>/node_modules/.bin first)
+  // would run programs the workspace planted, outside the sandbox.
+  test("are never taken from the workspace, whatever the PATH says", async () => {
+    const planted = path.join(outer, "planted-ran");
+    const pws = path.join(outer, "path-ws");
+    const bin = path.join(pws, "node_modules", ".bin");
+    await fs.mkdir(bin, { recursive: true });
+    for (const name of ["bwrap", "nsenter", "socat", "which", "bash", "rg"])
+      for (const dir of [bin, pws])
+        await fs.writeFile(path.join(dir, name), `#!/bin/sh\necho ${name} >> ${planted}\nexit 1\n`, { mode: 0o755 });
+    const c = await connect(["--workspace", pws, "--sandbox", "os"], {
+      env: { HOME: home, PATH: `.:${bin}::${process.env.PATH}` },
+    });
+    cleanup.push(() => c.close());
+    const r = await c.call("Run", { command: 'echo "$PATH"' });
+    expect((r.structuredContent as { sandboxed: boolean }).sandboxed).toBe(true);
+    expect(exitCode(r)).toBe(0);
+    const seen = ok(r).split("\n")[0]!.split(":");
+    expect(seen.filter((d) => d === "" || d === "." || d.startsWith(pws))).toEqual([]);
+    expect(existsSync(planted) ? await fs.readFile(planted, "utf8") : "").toBe("");
+  });
+});

@@ -1,4 +1,4 @@
-import { constants, type Stats } from "node:fs";
+import { constants, realpathSync, type Stats } from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { cacheRoot } from "../compile-cache.js";
@@ -63,6 +63,24 @@ async function refuseIfHoldsCompileCache(dir: string, root: string): Promise<voi
   );
 }
 
+/**
+ * Drops from the server's PATH the entries a workspace could fill: empty or relative ones (found from whatever the
+ * current folder is) and those inside root (npm run puts <project>/node_modules/.bin first). The server, the sandbox
+ * runtime (which, bwrap, socat) and commands then never run a program the workspace planted.
+ */
+export function keepPathOutside(root: string): void {
+  const real = (d: string) => {
+    try {
+      return realpathSync(d);
+    } catch {
+      return d;
+    }
+  };
+  const entries = (process.env.PATH ?? "").split(path.delimiter);
+  const kept = entries.filter((d) => path.isAbsolute(d) && !isInside(root, real(d)));
+  if (kept.length !== entries.length) process.env.PATH = kept.join(path.delimiter);
+}
+
 interface ReadStamp {
   mtimeMs: number;
   size: number;
@@ -90,6 +108,7 @@ export class Workspace {
       throw new Error(`Cannot use workspace ${dir}: ${reason}`);
     }
     await refuseIfHoldsCompileCache(dir, root);
+    keepPathOutside(root);
     return new Workspace(root);
   }
 
